@@ -1,0 +1,95 @@
+"""In-batch-negative InfoNCE for multimodal response retrieval, shared by every hf_dialret retriever.
+
+A flat, dependency-free file (torch only) so that it ships with the models as remote code, and so that the
+training package can call the very same function on candidates gathered from every process.
+
+Inputs
+------
+=====================  ======================================  =============================================
+argument               shape                                   meaning
+=====================  ======================================  =============================================
+context_embeds         (B, 2, D)                               query per response modality (0 text, 1 image)
+response_modality      (B,) long                               modality of each example's true response
+response_ids           (B,) long, optional                     content id of each true response
+candidate_embeds       (N, D)                                  candidate pool (the batch's responses, or the
+                                                               responses gathered from all processes)
+candidate_modality     (N,) long                               modality of each candidate
+candidate_ids          (N,) long, optional                     content id of each candidate
+positive_index         (B,) long                               row of each example's true response in the pool
+=====================  ======================================  =============================================
+
+Candidates that carry the same content id as an example's true response (duplicates, e.g. two dialogues answered
+with the same photo) are masked out of that example's negatives instead of being counted as wrong.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def modality_aware_scores(
+    context_embeds: torch.Tensor, candidate_embeds: torch.Tensor, candidate_modality: torch.Tensor
+) -> torch.Tensor:
+    """Cosine scores `(B, N)` where each candidate is scored with the query built for its own modality."""
+    if context_embeds.dim() != 3 or context_embeds.size(1) != 2:
+        raise ValueError(
+            f"context_embeds must have shape (batch, 2, dim) (one query per response modality), got {tuple(context_embeds.shape)}"
+        )
+    text_scores = context_embeds[:, 0] @ candidate_embeds.T
+    image_scores = context_embeds[:, 1] @ candidate_embeds.T
+    return torch.where(candidate_modality.unsqueeze(0).bool(), image_scores, text_scores)
+
+
+def _mean_ce(logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    if not bool(rows.any()):
+        return logits.sum() * 0.0  # keeps the graph connected (DDP) when a modality is absent from the batch
+    return F.cross_entropy(logits[rows], target[rows])
+
+
+def dialogue_retrieval_loss(
+    context_embeds: torch.Tensor,
+    response_modality: torch.Tensor,
+    candidate_embeds: torch.Tensor,
+    candidate_modality: torch.Tensor,
+    logit_scale: torch.Tensor,
+    positive_index: torch.Tensor | None = None,
+    response_ids: torch.Tensor | None = None,
+    candidate_ids: torch.Tensor | None = None,
+    joint_pool: bool = True,
+    intent_logits: torch.Tensor | None = None,
+    text_loss_weight: float = 1.0,
+    image_loss_weight: float = 1.0,
+    intent_loss_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(loss, scaled_logits)``.
+
+    ``joint_pool=True`` (MDR, DialCLIP): every context competes against all text *and* image candidates; one
+    InfoNCE over the joint pool. ``joint_pool=False`` (DR, SDR): a text-retrieval InfoNCE over text candidates for
+    text-response examples plus an image-retrieval InfoNCE over image candidates for image-response examples,
+    weighted, plus ``intent_loss_weight`` × cross-entropy of ``intent_logits`` against ``response_modality``.
+    ``logit_scale`` is the log of the temperature inverse (CLIP style) and is exponentiated here.
+    """
+    batch = context_embeds.size(0)
+    if positive_index is None:
+        positive_index = torch.arange(batch, device=context_embeds.device)
+    logits = modality_aware_scores(context_embeds, candidate_embeds, candidate_modality) * logit_scale.exp()
+
+    rows = torch.arange(batch, device=logits.device)
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    if response_ids is not None and candidate_ids is not None:
+        mask |= response_ids.unsqueeze(1) == candidate_ids.unsqueeze(0)
+    if not joint_pool:
+        mask |= response_modality.unsqueeze(1) != candidate_modality.unsqueeze(0)
+    mask[rows, positive_index] = False
+    masked = logits.masked_fill(mask, torch.finfo(logits.dtype).min)
+
+    if joint_pool:
+        loss = F.cross_entropy(masked, positive_index)
+    else:
+        is_image = response_modality.bool()
+        loss = text_loss_weight * _mean_ce(masked, positive_index, ~is_image)
+        loss = loss + image_loss_weight * _mean_ce(masked, positive_index, is_image)
+    if intent_logits is not None:
+        loss = loss + intent_loss_weight * F.cross_entropy(intent_logits.float(), response_modality)
+    return loss, logits
