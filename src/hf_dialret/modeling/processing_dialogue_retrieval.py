@@ -1,0 +1,196 @@
+"""``DialogueRetrievalProcessor``: dialogues and candidate responses -> model inputs (see docs/internals.md).
+
+A flat file (transformers + PIL only) so that it can ship with a saved model as remote code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
+from transformers.tokenization_utils_base import AddedToken
+
+Turn = dict[str, Any] | str
+Response = dict[str, Any] | str | Image.Image
+DEFAULT_IMAGE_TOKEN = "[IMG]"
+
+
+def add_image_token(tokenizer, image_token: str = DEFAULT_IMAGE_TOKEN) -> int:
+    """Make ``image_token`` one special token of ``tokenizer`` (added when missing) and return its id."""
+    if image_token not in tokenizer.get_vocab():
+        tokenizer.add_tokens([AddedToken(image_token, special=True, normalized=False)], special_tokens=True)
+    return int(tokenizer.convert_tokens_to_ids(image_token))
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    # Image processors normalise three channels; grayscale/RGBA/palette inputs would fail or mislead.
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+class DialogueRetrievalProcessor(ProcessorMixin):
+    r"""
+    Tokenizer + image processor for the dual retrievers.
+
+    A dialogue (list of turns, oldest first; a turn is ``{"speaker", "text", "image"}`` or a plain string) becomes
+    ``[CLS] speaker: [IMG] text [SEP] ... [SEP]`` (``speaker_template`` marks the speaker; each context image is one
+    ``image_token`` placeholder). When too long, the *oldest* turns are dropped first (the oldest kept turn may be
+    cut from its left), and images whose placeholder was cut are dropped with it, so placeholders and
+    ``context_pixel_values`` always match one to one.
+
+    Args:
+        image_processor ([`BaseImageProcessor`]): Turns PIL images into `pixel_values`.
+        tokenizer ([`PreTrainedTokenizerBase`]): Tokenizer of the text encoders; `image_token` is added if missing.
+        max_context_length (`int`, *optional*, defaults to 128): Token budget of a flattened dialogue.
+        max_response_length (`int`, *optional*, defaults to 32): Token budget of a text response.
+        image_token (`str`, *optional*, defaults to `"[IMG]"`): Placeholder of a context image.
+        speaker_template (`str`, *optional*, defaults to `"{speaker}:"`): Speaker mark before a turn (empty: none).
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        max_context_length: int = 128,
+        max_response_length: int = 32,
+        image_token: str = DEFAULT_IMAGE_TOKEN,
+        speaker_template: str = "{speaker}:",
+        **kwargs,
+    ):
+        super().__init__(image_processor, tokenizer, **kwargs)
+        if max_context_length < 3:
+            raise ValueError(f"max_context_length must leave room for special tokens and a turn, got {max_context_length}.")
+        self.max_context_length = max_context_length
+        self.max_response_length = max_response_length
+        self.image_token = image_token
+        self.speaker_template = speaker_template
+        self.image_token_id = add_image_token(self.tokenizer, image_token)
+
+    @classmethod
+    def from_backbones(cls, text: str, vision: str, **kwargs) -> DialogueRetrievalProcessor:
+        """The processor of ``XModel.from_backbones(text, vision)``: the text model's tokenizer + the vision one's image processor."""
+        return cls(AutoImageProcessor.from_pretrained(vision), AutoTokenizer.from_pretrained(text), **kwargs)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return [
+            "input_ids", "attention_mask", "context_pixel_values", "response_input_ids", "response_attention_mask",
+            "response_pixel_values", "response_modality",
+        ]
+
+    # ------------------------------------------------------------------------------------------------ dialogues
+    def _turn_parts(self, turn: Turn) -> tuple[str, str, Image.Image | None]:
+        if isinstance(turn, str):
+            return "", turn, None
+        if not isinstance(turn, dict):
+            raise TypeError(f"A turn must be a dict with speaker/text/image or a string, got {type(turn).__name__}.")
+        speaker = turn.get("speaker") or ""
+        mark = self.speaker_template.format(speaker=speaker) if speaker and self.speaker_template else ""
+        return mark, turn.get("text") or "", turn.get("image")
+
+    def _encode_dialogues(self, dialogues: Sequence[Sequence[Turn]], max_length: int) -> tuple[dict, list]:
+        tok = self.tokenizer
+        parts = [[self._turn_parts(turn) for turn in dialogue] for dialogue in dialogues]
+        # One tokenizer call for every speaker mark and text of the batch (the fast tokenizer batches in Rust).
+        strings = [s for dialogue in parts for mark, text, _ in dialogue for s in (mark, text)]
+        encoded = tok(strings, add_special_tokens=False)["input_ids"] if strings else []
+        cls_id = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+        sep_id = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+        head = [cls_id] if cls_id is not None else []
+        tail = [sep_id] if sep_id is not None else []
+        budget = max_length - len(head)
+        rows, images, cursor = [], [], 0
+        for dialogue in parts:
+            kept: list[list[int]] = []  # newest first
+            kept_images: list[Image.Image] = []
+            for mark, text, image in dialogue:
+                text_ids = [i for i in encoded[cursor + 1] if i != self.image_token_id]  # a literal "[IMG]" is text
+                turn_ids = encoded[cursor] + ([self.image_token_id] if image is not None else []) + text_ids + tail
+                kept.append(turn_ids)
+                kept_images.append(image)
+                cursor += 2
+            ids: list[int] = []
+            row_images: list[Image.Image] = []
+            for turn_ids, image in zip(reversed(kept), reversed(kept_images)):
+                room = budget - len(ids)
+                if room <= 0:
+                    break
+                piece = turn_ids[-room:]  # the oldest kept turn loses its beginning first
+                ids = piece + ids
+                if image is not None and self.image_token_id in piece:
+                    row_images.insert(0, _rgb(image))
+            rows.append(head + ids)
+            images.extend(row_images)
+        return self._pad(rows, "input_ids", "attention_mask"), images
+
+    def _pad(self, rows: list[list[int]], ids_key: str, mask_key: str) -> dict[str, torch.Tensor]:
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max((len(r) for r in rows), default=0)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return {ids_key: ids, mask_key: mask}
+
+    # ------------------------------------------------------------------------------------------------ responses
+    @staticmethod
+    def _response_parts(response: Response) -> tuple[int, str | None, Image.Image | None]:
+        if isinstance(response, str):
+            return 0, response, None
+        if isinstance(response, Image.Image):
+            return 1, None, response
+        if isinstance(response, dict):
+            modality = response.get("modality")
+            if modality == "text" or (modality is None and response.get("text") is not None):
+                if response.get("text") is None:
+                    raise ValueError("A text response needs a `text` value.")
+                return 0, response["text"], None
+            if modality == "image" or (modality is None and response.get("image") is not None):
+                if response.get("image") is None:
+                    raise ValueError("An image response needs an `image` value.")
+                return 1, None, response["image"]
+            raise ValueError(f"Response modality must be 'text' or 'image', got {modality!r}.")
+        raise TypeError(f"A response must be a dict, a str or a PIL image, got {type(response).__name__}.")
+
+    def __call__(
+        self,
+        dialogues: Sequence[Turn] | Sequence[Sequence[Turn]] | None = None,
+        responses: Response | Sequence[Response] | None = None,
+        return_tensors: str | None = "pt",
+        max_context_length: int | None = None,
+        max_response_length: int | None = None,
+    ) -> BatchFeature:
+        """Return a `BatchFeature` with the keys of docs/internals.md (only those whose inputs were given)."""
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"DialogueRetrievalProcessor returns PyTorch tensors only, got return_tensors={return_tensors!r}.")
+        data: dict[str, torch.Tensor] = {}
+        if dialogues is not None:
+            if len(dialogues) > 0 and isinstance(dialogues[0], (dict, str)):
+                dialogues = [dialogues]  # one dialogue
+            encoded, images = self._encode_dialogues(dialogues, max_context_length or self.max_context_length)
+            data.update(encoded)
+            if images:
+                data["context_pixel_values"] = self.image_processor(images, return_tensors="pt")["pixel_values"]
+        if responses is not None:
+            if isinstance(responses, (dict, str, Image.Image)):
+                responses = [responses]
+            parts = [self._response_parts(r) for r in responses]
+            texts = [text for modality, text, _ in parts if modality == 0]
+            images = [_rgb(image) for modality, _, image in parts if modality == 1]
+            if texts:
+                tokens = self.tokenizer(
+                    texts, padding="longest", truncation=True, return_tensors="pt",
+                    max_length=max_response_length or self.max_response_length,
+                )
+                data["response_input_ids"] = tokens["input_ids"]
+                data["response_attention_mask"] = tokens["attention_mask"]
+            if images:
+                data["response_pixel_values"] = self.image_processor(images, return_tensors="pt")["pixel_values"]
+            data["response_modality"] = torch.tensor([modality for modality, _, _ in parts], dtype=torch.long)
+        return BatchFeature(data)
+
+
+__all__ = ["DialogueRetrievalProcessor", "add_image_token", "DEFAULT_IMAGE_TOKEN"]

@@ -1,0 +1,183 @@
+"""Encoding candidates and dialogues with any hf_dialret retriever, through the contract of ``docs/internals.md``.
+
+Only the model surface is used (``encode_responses``, ``encode_context``, ``predict_intent``,
+``joint_response_pool``), so DR, SDR, MDR and DialCLIP (also wrapped in a ``PeftModel``) all work the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .candidates import IMAGE_MODALITY, TEXT_MODALITY, Candidate
+
+#: A fixed text response encoded at build time and again when a model is bound to a loaded index: a different
+#: vector means the index was built with other weights, which dimension and class checks cannot see.
+PROBE_TEXT = "a probe reply used to check that an index and a model belong together"
+#: Cosine similarity under which the probe vectors are taken to come from different weights. Loose enough for
+#: bf16/fp16 and CPU/GPU differences (about 0.999 and above), tight enough for any retraining.
+PROBE_MIN_COSINE = 0.98
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What an index records about the model that built it."""
+
+    architecture: str
+    model_type: str | None
+    dim: int | None
+    joint_response_pool: bool
+    has_intent_head: bool
+    name_or_path: str | None
+
+
+def base_model(model: Any) -> Any:
+    """The retriever itself, unwrapping a ``PeftModel`` (DialCLIP adapters) to read its class and flags."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def model_identity(model: Any) -> ModelIdentity:
+    """Read the identity of an hf_dialret retriever, or fail clearly for anything else."""
+    base = base_model(model)
+    joint = getattr(base, "joint_response_pool", None)
+    if not isinstance(joint, bool) or not hasattr(base, "encode_responses") or not hasattr(base, "encode_context"):
+        raise TypeError(
+            f"{type(base).__name__} is not an hf_dialret retriever: it needs encode_context, encode_responses and "
+            "a boolean joint_response_pool (see docs/internals.md)"
+        )
+    config = getattr(base, "config", None)
+    dim = getattr(config, "projection_dim", None)
+    # Models carry has_intent_head as a class attribute (MDR: False); fall back to having predict_intent at all.
+    has_intent = bool(getattr(base, "has_intent_head", hasattr(base, "predict_intent"))) and not joint
+    return ModelIdentity(
+        architecture=type(base).__name__,
+        model_type=getattr(config, "model_type", None),
+        dim=int(dim) if isinstance(dim, int) else None,
+        joint_response_pool=joint,
+        has_intent_head=has_intent,
+        name_or_path=_absolute_if_local(getattr(config, "_name_or_path", None) or None),
+    )
+
+
+def _absolute_if_local(name_or_path: str | None) -> str | None:
+    # A relative model directory would not resolve from another working directory (hf-dialret search reads it).
+    if name_or_path and os.path.isdir(name_or_path):
+        return os.path.abspath(name_or_path)
+    return name_or_path
+
+
+def model_device(model: Any) -> torch.device:
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """Encode without dropout, then give the model back in the mode it was in (it may be mid-training)."""
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def _accepted(method: Callable[..., Any], batch: Any, device: torch.device) -> dict[str, Any]:
+    """Keep the processor outputs that ``method`` accepts, on the model's device.
+
+    Processors may return more keys than a given method takes (e.g. context keys next to response keys).
+    """
+    names = inspect.signature(method).parameters
+    return {key: value.to(device) for key, value in batch.items() if key in names and torch.is_tensor(value)}
+
+
+def _as_numpy(embeds: torch.Tensor) -> np.ndarray:
+    return embeds.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+
+def encode_candidates(model: Any, processor: Any, candidates: Sequence[Candidate]) -> dict[str, np.ndarray]:
+    """Embed one batch of candidates: ``{"text": (T, D), "image": (I, D)}`` float32, each in the batch's order."""
+    device = model_device(model)
+    out: dict[str, np.ndarray] = {}
+    groups: dict[str, list[Any]] = {
+        TEXT_MODALITY: [c.text for c in candidates if c.modality == TEXT_MODALITY],
+        IMAGE_MODALITY: [c.load_image() for c in candidates if c.modality == IMAGE_MODALITY],
+    }
+    for modality, values in groups.items():
+        if not values:
+            continue
+        batch = processor(responses=values, return_tensors="pt")
+        embeds = model.encode_responses(**_accepted(model.encode_responses, batch, device))
+        if embeds.shape[0] != len(values):
+            raise RuntimeError(
+                f"{type(base_model(model)).__name__}.encode_responses returned {embeds.shape[0]} embeddings for "
+                f"{len(values)} {modality} candidates"
+            )
+        out[modality] = _as_numpy(embeds)
+    return out
+
+
+def normalize_dialogue(dialogue: Any) -> list[Any]:
+    """Accept the forms a user naturally types: one string, a list of strings, turn dicts, or chat messages.
+
+    Chat messages (``{"role", "content"}``) become turns with ``speaker=role``; image paths in turns are opened,
+    because the processor takes images, not paths.
+    """
+    if isinstance(dialogue, str):
+        dialogue = [dialogue]
+    if not isinstance(dialogue, (list, tuple)) or not dialogue:
+        raise ValueError(f"a dialogue must be a non-empty list of turns, got {dialogue!r}")
+    turns: list[Any] = []
+    for i, turn in enumerate(dialogue):
+        if isinstance(turn, str):
+            turns.append(turn)
+            continue
+        if not isinstance(turn, dict):
+            raise TypeError(f"turn {i}: expected a str or a dict, got {type(turn).__name__}")
+        if "role" in turn and "content" in turn and "text" not in turn:
+            turn = {"speaker": turn["role"], "text": turn["content"], "image": None}
+        image = turn.get("image")
+        if isinstance(image, (str, os.PathLike)):
+            path = os.fspath(image)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"turn {i}: image file {path!r} does not exist")
+            with Image.open(path) as opened:
+                turn = {**turn, "image": opened.convert("RGB")}
+        turns.append(turn)
+    return turns
+
+
+def encode_dialogues(
+    model: Any, processor: Any, dialogues: Sequence[Any], with_intent: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embed a batch of dialogues: queries (B, 2, D) and, when asked, intent logits (B, 2)."""
+    device = model_device(model)
+    batch = processor(dialogues=[normalize_dialogue(d) for d in dialogues], return_tensors="pt")
+    queries = model.encode_context(**_accepted(model.encode_context, batch, device))
+    if queries.ndim != 3 or queries.shape[1] != 2:
+        raise RuntimeError(
+            f"encode_context must return (batch, 2, dim) query embeddings, got shape {tuple(queries.shape)}"
+        )
+    intent = None
+    if with_intent:
+        intent = _as_numpy(model.predict_intent(**_accepted(model.predict_intent, batch, device)))
+    return _as_numpy(queries), intent
+
+
+def probe_embedding(model: Any, processor: Any) -> np.ndarray:
+    """The model's embedding of :data:`PROBE_TEXT` (see there)."""
+    with eval_mode(model):
+        return encode_candidates(model, processor, [Candidate(TEXT_MODALITY, text=PROBE_TEXT)])[TEXT_MODALITY][0]

@@ -1,0 +1,465 @@
+"""``ResponseIndex``: a searchable pool of text and image candidate responses, encoded by an hf_dialret retriever.
+
+One FAISS sub-index per response modality, all with inner-product metric on L2-normalised embeddings (cosine). A
+query scores each candidate with the query embedding of the candidate's modality (``context_embeds[:, m]``, see
+``docs/internals.md``), so:
+
+- MDR / DialCLIP (``joint_response_pool``): both sub-indexes are searched and the two top-k lists merged, which is
+  exactly the top-k of the joint pool;
+- DR / SDR: the intent head picks the modality per dialogue and only that pool is searched (``modality="both"``
+  merges both pools instead, ``"text"`` / ``"image"`` force one).
+
+Exact search (``factory="Flat"``, FAISS ``IndexFlatIP``) is the default; any FAISS factory string (``"HNSW32"``,
+``"IVF1024,PQ32"``, ``"IVF256,Flat"``) gives an approximate index for large pools, trained on the first vectors added.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..modeling.modeling_outputs import RESPONSE_MODALITIES
+from .candidates import Candidate, count_hint, iter_candidates, to_candidate
+from .encoding import (
+    PROBE_MIN_COSINE,
+    ModelIdentity,
+    encode_candidates,
+    encode_dialogues,
+    eval_mode,
+    model_identity,
+    probe_embedding,
+)
+from .storage import atomic_write_dir, read_index_files, write_index_files
+
+SearchModality = Literal["auto", "both", "text", "image"]
+#: Vectors are normalised and handed to FAISS in chunks of this many rows, so adding never doubles the memory.
+_ADD_CHUNK = 65536
+#: IVF indexes are trained on a random subset of 64 vectors per list (FAISS warns below 39 and caps at 256): k-means
+#: quality saturates well before the cap, and training time grows linearly with the sample. Other trainable indexes
+#: (PQ, SQ alone) use at most _MAX_TRAIN vectors.
+_TRAIN_PER_LIST = 64
+_MAX_TRAIN = 65536
+
+
+@dataclass(frozen=True)
+class RetrievalHit:
+    """One ranked search result: the candidate's id in the index, its modality, its cosine score, the candidate."""
+
+    id: int
+    score: float
+    modality: str
+    candidate: Candidate
+
+    @property
+    def value(self) -> Any:
+        """The candidate itself: the text, the image path, or (in-memory images) the decoded PIL image."""
+        return self.candidate.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": self.score, "modality": self.modality, self.modality: self.value}
+
+
+def _precomputed_candidate(value: Any, modality: str) -> Candidate:
+    """Payload of a precomputed embedding: a str is the text, or the image path (not opened: nothing is encoded)."""
+    if isinstance(value, Candidate):
+        return value
+    if isinstance(value, str):
+        return Candidate(modality, text=value) if modality == "text" else Candidate(modality, image_path=value)
+    return to_candidate(value)
+
+
+class ResponseIndex:
+    """A candidate pool of text and image responses, searchable with dialogues.
+
+    Build one with :meth:`build` (a model and its processor encode the candidates) or :meth:`from_embeddings`
+    (precomputed vectors); grow it with :meth:`add`; query it with :meth:`search`; persist it with :meth:`save` and
+    :meth:`load`.
+
+    Example:
+
+    ```python
+    >>> index = ResponseIndex.build(model, processor, texts=["sure!", "no way"], images=["cat.jpg"])
+    >>> hits = index.search([["do you have a pet?", "yes, a cat"]], k=2)[0]
+    >>> [(h.modality, h.value, round(h.score, 3)) for h in hits]
+    ```
+    """
+
+    def __init__(self, dim: int, factory: str = "Flat", *, model_info: ModelIdentity | None = None) -> None:
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        # Fail now on a bad factory string, not after encoding a large pool.
+        try:
+            faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as error:
+            raise ValueError(f"invalid FAISS factory string {factory!r}: {error}") from None
+        self.dim = int(dim)
+        self.factory = factory
+        self.model_info = model_info
+        self.search_parameters: str | None = None
+        self.batch_size = 64
+        self.show_progress = True
+        self._indexes: dict[str, faiss.Index] = {}
+        self._ids: dict[str, np.ndarray] = {m: np.zeros(0, dtype=np.int64) for m in RESPONSE_MODALITIES}
+        self._candidates: list[Candidate] = []
+        self._probe: np.ndarray | None = None
+        self.model: Any = None
+        self.processor: Any = None
+
+    # ----------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def build(
+        cls,
+        model: Any,
+        processor: Any,
+        candidates: Iterable[Any] | None = None,
+        *,
+        texts: Iterable[str] | None = None,
+        images: Iterable[Any] | None = None,
+        factory: str = "Flat",
+        batch_size: int = 64,
+        show_progress: bool = True,
+    ) -> ResponseIndex:
+        """Encode candidates with ``model`` and index them (see :meth:`add` for the accepted candidate forms)."""
+        identity = model_identity(model)
+        probe = probe_embedding(model, processor)
+        if identity.dim is not None and identity.dim != probe.shape[0]:
+            raise ValueError(
+                f"{identity.architecture} declares projection_dim={identity.dim} but encodes {probe.shape[0]}-dim "
+                "embeddings"
+            )
+        index = cls(probe.shape[0], factory, model_info=identity)
+        index.model, index.processor, index._probe = model, processor, probe
+        index.batch_size, index.show_progress = batch_size, show_progress
+        index.add(candidates, texts=texts, images=images)
+        return index
+
+    @classmethod
+    def from_embeddings(
+        cls,
+        embeddings: np.ndarray,
+        candidates: Sequence[Any] | None = None,
+        *,
+        modality: str | Sequence[str] = "text",
+        factory: str = "Flat",
+    ) -> ResponseIndex:
+        """Index precomputed candidate embeddings (N, D), e.g. from an evaluation run, without a model."""
+        embeddings = np.asarray(embeddings)
+        if embeddings.ndim != 2:
+            raise ValueError(f"embeddings must be (num_candidates, dim), got shape {embeddings.shape}")
+        index = cls(embeddings.shape[1], factory)
+        index.add_embeddings(embeddings, candidates, modality=modality)
+        return index
+
+    def bind(self, model: Any, processor: Any, *, check: bool = True) -> ResponseIndex:
+        """Attach the model that encodes queries (and new candidates), failing clearly on a mismatch.
+
+        Checks the architecture and embedding width against the ones recorded at build time and, with ``check``,
+        re-encodes a probe text: other weights of the same architecture give another vector.
+        """
+        identity = model_identity(model)
+        built_with = self.model_info
+        if built_with is not None and identity.architecture != built_with.architecture:
+            raise ValueError(
+                f"model/index mismatch: the index was built with a {built_with.architecture} "
+                f"({built_with.name_or_path or 'unknown checkpoint'}) but the model is a {identity.architecture}"
+            )
+        if identity.dim is not None and identity.dim != self.dim:
+            raise ValueError(
+                f"model/index mismatch: the index holds {self.dim}-dim embeddings but {identity.architecture} "
+                f"encodes {identity.dim}-dim ones (projection_dim)"
+            )
+        probe = probe_embedding(model, processor) if check or self._probe is None else self._probe
+        if probe.shape[0] != self.dim:
+            raise ValueError(
+                f"model/index mismatch: the index holds {self.dim}-dim embeddings but the model encodes "
+                f"{probe.shape[0]}-dim ones"
+            )
+        if check and self._probe is not None:
+            cosine = float(probe @ self._probe / (np.linalg.norm(probe) * np.linalg.norm(self._probe) + 1e-12))
+            if cosine < PROBE_MIN_COSINE:
+                raise ValueError(
+                    f"model/index mismatch: this {identity.architecture} encodes the probe text differently from the "
+                    f"model that built the index (cosine {cosine:.3f} < {PROBE_MIN_COSINE}), so its weights differ; "
+                    "rebuild the index with this model, or pass check=False / --no-check to search anyway"
+                )
+        self.model, self.processor = model, processor
+        if self.model_info is None:
+            self.model_info, self._probe = identity, probe
+        return self
+
+    # ------------------------------------------------------------------------------------------------ growing
+    def add(
+        self,
+        candidates: Iterable[Any] | None = None,
+        *,
+        texts: Iterable[str] | None = None,
+        images: Iterable[Any] | None = None,
+    ) -> list[int]:
+        """Encode and add candidates; returns their ids. All or nothing: a bad candidate adds none of them.
+
+        ``texts``: strings. ``images``: file paths, ``PIL.Image``\\ s or ``datasets`` image cells. ``candidates``:
+        a mixed list (``str`` = text, ``Path``/``PIL.Image`` = image, or dicts with ``"text"`` / ``"image"``), a
+        ``datasets`` column, or unified-schema response dicts.
+        """
+        if self.model is None:
+            raise RuntimeError("this index has no model: pass model= and processor= to ResponseIndex.load, or bind()")
+        buffers: dict[str, list[np.ndarray]] = {m: [] for m in RESPONSE_MODALITIES}
+        new: list[Candidate] = []
+        progress = tqdm(
+            total=count_hint(texts, images, candidates),
+            desc="Encoding candidates",
+            unit="cand",
+            disable=not self.show_progress,
+        )
+        chunk: list[Candidate] = []
+        with progress, eval_mode(self.model):
+            for candidate in iter_candidates(candidates, texts, images):
+                chunk.append(candidate)
+                if len(chunk) == self.batch_size:
+                    self._encode_into(chunk, buffers, new, progress)
+                    chunk = []
+            if chunk:
+                self._encode_into(chunk, buffers, new, progress)
+        if not new:
+            return []
+        vectors = {m: np.concatenate(buffers[m]) for m in RESPONSE_MODALITIES if buffers[m]}
+        return self._add_vectors(vectors, new)
+
+    def _encode_into(
+        self, chunk: list[Candidate], buffers: dict[str, list[np.ndarray]], new: list[Candidate], progress: tqdm
+    ) -> None:
+        for modality, embeds in encode_candidates(self.model, self.processor, chunk).items():
+            if embeds.shape[1] != self.dim:
+                raise ValueError(f"model/index mismatch: model encodes {embeds.shape[1]}-dim, index holds {self.dim}")
+            buffers[modality].append(embeds)
+        new.extend(chunk)
+        progress.update(len(chunk))
+
+    def add_embeddings(
+        self,
+        embeddings: np.ndarray,
+        candidates: Sequence[Any] | None = None,
+        *,
+        modality: str | Sequence[str] = "text",
+    ) -> list[int]:
+        """Add precomputed embeddings (N, D); ``modality`` is one name for all rows or one per row."""
+        embeddings = np.asarray(embeddings)
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.dim:
+            raise ValueError(f"expected embeddings of shape (N, {self.dim}), got {embeddings.shape}")
+        n = embeddings.shape[0]
+        modalities = np.array([modality] * n if isinstance(modality, str) else list(modality), dtype=object)
+        if len(modalities) != n or not set(modalities) <= set(RESPONSE_MODALITIES):
+            raise ValueError(f"modality must be one of {RESPONSE_MODALITIES} or one of them per row")
+        if candidates is None:
+            records = [Candidate(str(m)) for m in modalities]
+        else:
+            if len(candidates) != n:
+                raise ValueError(f"{len(candidates)} candidates for {n} embeddings")
+            records = [_precomputed_candidate(c, str(m)) for c, m in zip(candidates, modalities)]
+        vectors = {m: embeddings[modalities == m] if len(set(modalities)) > 1 else embeddings
+                   for m in RESPONSE_MODALITIES if (modalities == m).any()}
+        return self._add_vectors(vectors, records)
+
+    def _sub_index(self, modality: str) -> faiss.Index:
+        if modality not in self._indexes:
+            index = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+            if self.search_parameters:
+                faiss.ParameterSpace().set_index_parameters(index, self.search_parameters)
+            self._indexes[modality] = index
+        return self._indexes[modality]
+
+    def _add_vectors(self, vectors: dict[str, np.ndarray], records: list[Candidate]) -> list[int]:
+        first = len(self._candidates)
+        ids = np.arange(first, first + len(records), dtype=np.int64)
+        record_modality = np.array([c.modality for c in records], dtype=object)
+        for modality, block in vectors.items():
+            index = self._sub_index(modality)
+            if not index.is_trained:
+                self._train(index, modality, block)
+            for start in range(0, len(block), _ADD_CHUNK):
+                # A normalised copy per chunk: never mutates the caller's array, never holds a second full copy.
+                part = np.array(block[start : start + _ADD_CHUNK], dtype=np.float32, order="C", copy=True)
+                faiss.normalize_L2(part)
+                index.add(part)
+            self._ids[modality] = np.concatenate([self._ids[modality], ids[record_modality == modality]])
+        self._candidates.extend(records)
+        return ids.tolist()
+
+    def _train(self, index: faiss.Index, modality: str, block: np.ndarray) -> None:
+        try:
+            limit = max(_TRAIN_PER_LIST * faiss.extract_index_ivf(index).nlist, _MAX_TRAIN)
+        except RuntimeError:  # not an IVF index
+            limit = _MAX_TRAIN
+        rng = np.random.default_rng(0)
+        rows = np.sort(rng.choice(len(block), limit, replace=False)) if len(block) > limit else slice(None)
+        sample = np.array(block[rows], dtype=np.float32, order="C", copy=True)
+        faiss.normalize_L2(sample)
+        try:
+            index.train(sample)
+        except RuntimeError as error:
+            raise ValueError(
+                f"cannot train the {self.factory!r} index on {len(block)} {modality} candidates ({error}); "
+                "approximate indexes need many more candidates than lists/codes: use factory='Flat' for small pools"
+            ) from None
+
+    def set_search_parameters(self, parameters: str) -> None:
+        """FAISS search-time knobs for approximate indexes, e.g. ``"nprobe=32"`` (IVF) or ``"efSearch=128"`` (HNSW)."""
+        space = faiss.ParameterSpace()
+        for index in self._indexes.values():
+            space.set_index_parameters(index, parameters)
+        self.search_parameters = parameters
+
+    # ------------------------------------------------------------------------------------------------ querying
+    def __len__(self) -> int:
+        return len(self._candidates)
+
+    def __getitem__(self, candidate_id: int) -> Candidate:
+        return self._candidates[candidate_id]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of candidates per modality."""
+        return {m: int(len(self._ids[m])) for m in RESPONSE_MODALITIES}
+
+    def search(
+        self, dialogues: Sequence[Any], k: int = 10, *, modality: SearchModality = "auto", batch_size: int = 32
+    ) -> list[list[RetrievalHit]]:
+        """Top-``k`` candidates for each dialogue (a list of turns: strings or turn dicts), best first."""
+        if self.model is None:
+            raise RuntimeError("this index has no model: pass model= and processor= to ResponseIndex.load, or bind()")
+        if isinstance(dialogues, str) or (dialogues and not isinstance(dialogues[0], (list, tuple))):
+            raise TypeError("search takes a list of dialogues (each a list of turns); wrap a single dialogue in [...]")
+        info = self.model_info
+        with_intent = modality == "auto" and info is not None and info.has_intent_head
+        queries, intents = [], []
+        with eval_mode(self.model):
+            for start in range(0, len(dialogues), batch_size):
+                q, intent = encode_dialogues(self.model, self.processor, dialogues[start : start + batch_size],
+                                             with_intent)
+                queries.append(q)
+                intents.append(intent)
+        if not queries:
+            return []
+        intent_logits = np.concatenate(intents) if with_intent else None
+        return self.search_embeddings(np.concatenate(queries), k, modality=modality, intent_logits=intent_logits)
+
+    def search_embeddings(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        modality: SearchModality = "auto",
+        intent_logits: np.ndarray | None = None,
+    ) -> list[list[RetrievalHit]]:
+        """Search with query embeddings: (B, 2, D) per-modality queries as ``encode_context`` returns, or (B, D)."""
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim == 2:
+            queries = queries[:, None, :]
+        if queries.ndim != 3 or queries.shape[-1] != self.dim:
+            raise ValueError(f"model/index mismatch: queries of shape {queries.shape}, index holds {self.dim}-dim")
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        pools = self._pools(len(queries), modality, intent_logits)
+        scores = np.full((len(queries), len(RESPONSE_MODALITIES), k), -np.inf, dtype=np.float32)
+        found = np.full(scores.shape, -1, dtype=np.int64)
+        for m, name in enumerate(RESPONSE_MODALITIES):
+            rows = np.flatnonzero(pools[:, m])
+            index = self._indexes.get(name)
+            if rows.size == 0 or index is None or index.ntotal == 0:
+                continue
+            query = queries[rows, min(m, queries.shape[1] - 1)]  # fancy indexing: a fresh contiguous copy
+            faiss.normalize_L2(query)
+            distances, positions = index.search(query, k)
+            valid = positions >= 0  # FAISS pads with -1 when a pool has fewer than k candidates
+            scores[rows, m] = np.where(valid, distances, -np.inf)
+            found[rows, m] = np.where(valid, self._ids[name][np.maximum(positions, 0)], -1)
+        flat_scores, flat_ids = scores.reshape(len(queries), -1), found.reshape(len(queries), -1)
+        order = np.argsort(-flat_scores, axis=1, kind="stable")[:, :k]
+        top_scores = np.take_along_axis(flat_scores, order, axis=1).tolist()
+        top_ids = np.take_along_axis(flat_ids, order, axis=1).tolist()
+        candidates = self._candidates
+        return [
+            [RetrievalHit(i, s, candidates[i].modality, candidates[i]) for s, i in zip(row_s, row_i) if i >= 0]
+            for row_s, row_i in zip(top_scores, top_ids)
+        ]
+
+    def _pools(self, batch: int, modality: SearchModality, intent_logits: np.ndarray | None) -> np.ndarray:
+        """(B, 2) booleans: which modality pools each query searches."""
+        pools = np.zeros((batch, len(RESPONSE_MODALITIES)), dtype=bool)
+        if modality in RESPONSE_MODALITIES:
+            pools[:, RESPONSE_MODALITIES.index(modality)] = True
+        elif modality == "both" or (modality == "auto" and self._joint()):
+            pools[:] = True
+        elif modality == "auto":
+            # DR / SDR: search the pool of the predicted response modality only (the two-step inference).
+            if intent_logits is None:
+                raise ValueError("modality='auto' with an intent model needs intent_logits (or pick a modality)")
+            pools[np.arange(batch), np.asarray(intent_logits).argmax(axis=1)] = True
+        else:
+            raise ValueError(f"modality must be 'auto', 'both', 'text' or 'image', got {modality!r}")
+        return pools
+
+    def _joint(self) -> bool:
+        return self.model_info is None or self.model_info.joint_response_pool
+
+    # ------------------------------------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write the index to ``directory`` atomically (FAISS format + JSON + Parquet, no pickle)."""
+        config = {
+            "library": "hf_dialret",
+            "library_version": __version__,
+            "dim": self.dim,
+            "factory": self.factory,
+            "metric": "inner_product",
+            "normalized": True,
+            "search_parameters": self.search_parameters,
+            "counts": self.counts,
+            "model": asdict(self.model_info) if self.model_info is not None else None,
+            "probe_embedding": self._probe.tolist() if self._probe is not None else None,
+        }
+        atomic_write_dir(directory, lambda tmp: write_index_files(tmp, config, self._candidates, self._indexes))
+
+    @classmethod
+    def load(
+        cls, directory: str | os.PathLike[str], model: Any = None, processor: Any = None, *, check_model: bool = True
+    ) -> ResponseIndex:
+        """Read an index saved by :meth:`save`; with ``model`` and ``processor``, bind them (see :meth:`bind`)."""
+        config, candidates, sub_indexes = read_index_files(directory)
+        info = ModelIdentity(**config["model"]) if config.get("model") else None
+        index = cls(int(config["dim"]), config["factory"], model_info=info)
+        if config.get("probe_embedding") is not None:
+            index._probe = np.asarray(config["probe_embedding"], dtype=np.float32)
+        index._candidates = candidates
+        modality_of = np.array([c.modality for c in candidates], dtype=object)
+        for name in RESPONSE_MODALITIES:
+            index._ids[name] = np.flatnonzero(modality_of == name).astype(np.int64)
+            sub = sub_indexes.get(name)
+            if sub is None:
+                if len(index._ids[name]):
+                    raise ValueError(f"{directory}: {len(index._ids[name])} {name} candidates but no {name}.faiss")
+                continue
+            if sub.d != index.dim or sub.metric_type != faiss.METRIC_INNER_PRODUCT:
+                raise ValueError(f"{directory}: {name}.faiss is not a {index.dim}-dim inner-product index")
+            if sub.ntotal != len(index._ids[name]):
+                raise ValueError(
+                    f"{directory}: {name}.faiss holds {sub.ntotal} vectors for {len(index._ids[name])} candidates"
+                )
+            index._indexes[name] = sub
+        if config.get("search_parameters"):
+            index.set_search_parameters(config["search_parameters"])
+        if model is not None:
+            if processor is None:
+                raise ValueError("pass the model's processor together with the model")
+            index.bind(model, processor, check=check_model)
+        return index
+
+    def __repr__(self) -> str:
+        arch = self.model_info.architecture if self.model_info else "no model"
+        return f"ResponseIndex(dim={self.dim}, factory={self.factory!r}, counts={self.counts}, built_with={arch})"

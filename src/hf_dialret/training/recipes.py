@@ -1,0 +1,129 @@
+"""Building blocks of a training run, shared by the ``hf-dialret`` commands and ``examples/`` (no CLI code here).
+
+- :func:`load_retrieval_dataset`: the synthetic corpus, PhotoChat or MMDialog as a ``DatasetDict`` of unified rows.
+- :func:`resolve_backbones`: ``"tiny"`` (built in code, offline) or a Hub id / local directory, checked early with
+  an error that says what to pass when the backbone is not available offline.
+- :func:`build_retriever`: model + processor of an architecture from those backbones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+#: Architecture name -> model class name in ``hf_dialret`` (DialCLIP is built by ``hf_dialret.prompts``).
+ARCHITECTURE_CLASSES = {
+    "dr": "DualRetrieverModel",
+    "sdr": "SharedDualRetrieverModel",
+    "mdr": "MultimodalDualRetrieverModel",
+}
+DATASETS = ("synthetic", "photochat", "mmdialog")
+TINY = "tiny"
+
+
+class BackboneNotFoundError(OSError):
+    """A backbone is neither a local directory nor in the offline Hub cache."""
+
+
+def load_retrieval_dataset(
+    name: str,
+    data_dir: str | None = None,
+    image_dir: str | None = None,
+    splits: Iterable[str] = ("train", "test"),
+    num_train_dialogues: int = 20000,
+    num_test_dialogues: int = 2000,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> datasets.DatasetDict:
+    """Load ``splits`` of a dataset in the unified schema.
+
+    ``synthetic`` is generated (``num_*_dialogues``, ``seed``); ``photochat`` / ``mmdialog`` read ``data_dir`` (and
+    photos from ``image_dir``). MMDialog's validation/test splits carry the 999 + 999 per-example candidates.
+    """
+    from ..data import load_mmdialog, load_photochat, make_synthetic_corpus
+
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "synthetic":
+        corpus = make_synthetic_corpus(
+            num_train_dialogues, seed=seed, num_test_dialogues=num_test_dialogues, cache_dir=cache_dir
+        )
+        return datasets.DatasetDict({split: corpus[split] for split in splits})
+    if not data_dir:
+        raise FileNotFoundError(f"--data-dir is required for {name}: the folder with the {name} files")
+    if not os.path.exists(data_dir):
+        raise FileNotFoundError(f"{name} data dir {data_dir!r} does not exist")
+    if name == "photochat":
+        return datasets.DatasetDict(
+            {split: load_photochat(data_dir, split, image_dir=image_dir, cache_dir=cache_dir) for split in splits}
+        )
+    return datasets.DatasetDict(
+        {split: load_mmdialog(data_dir, split, image_dir=image_dir, cache_dir=cache_dir) for split in splits}
+    )
+
+
+def dataset_vocabulary(dataset: datasets.Dataset, limit: int = 30000) -> list[str]:
+    """The most frequent words of the texts of ``dataset`` (for a tiny tokenizer on a non-synthetic corpus)."""
+    from collections import Counter
+
+    from ..data import tokenize_words
+
+    counts: Counter[str] = Counter()
+    table = dataset.select_columns(["context", "response"]).with_format("arrow")[:]
+    for turns in table.column("context").to_pylist():
+        for turn in turns:
+            counts.update(tokenize_words(turn.get("text") or ""))
+    for text in table.column("response").combine_chunks().field("text").to_pylist():
+        counts.update(tokenize_words(text or ""))
+    return [word for word, _ in counts.most_common(limit)]
+
+
+def _check_backbone(path: str, role: str, flag: str) -> None:
+    """Fail early, and clearly, when ``path`` can be neither read locally nor from the offline cache."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise BackboneNotFoundError(
+            f"cannot load the {role} backbone {path!r}: it is not a local directory with a config.json and it is not "
+            f"in the Hugging Face cache (no network here). Pass {flag} <local dir> (a model saved with "
+            f"save_pretrained, with its {'tokenizer' if role == 'text' else 'image processor'}), or {flag} tiny for "
+            f"the tiny built-in preset. ({type(error).__name__}: {str(error).splitlines()[0]})"
+        ) from error
+
+
+def resolve_backbones(
+    text: str, vision: str, work_dir: str | os.PathLike, vocabulary: Iterable[str] | None = None, seed: int = 0
+) -> tuple[str, str]:
+    """Directories (or Hub ids) of the text and vision backbones; ``"tiny"`` ones are written under ``work_dir``.
+
+    ``vocabulary`` is the word list of the tiny tokenizer (default: the synthetic corpus's, which it covers fully).
+    """
+    if TINY in (text, vision):
+        from ..backbones import save_tiny_backbones
+        from ..data import synthetic_vocabulary
+
+        words = list(vocabulary) if vocabulary is not None else list(synthetic_vocabulary())
+        tiny_text, tiny_vision = save_tiny_backbones(Path(work_dir) / "tiny-backbones", words, seed=seed)
+        text = tiny_text if text == TINY else text
+        vision = tiny_vision if vision == TINY else vision
+    _check_backbone(text, "text", "--text-backbone")
+    _check_backbone(vision, "vision", "--vision-backbone")
+    return text, vision
+
+
+def build_retriever(architecture: str, text: str, vision: str, **config_kwargs: Any) -> tuple[Any, Any]:
+    """``(model, processor)`` of ``architecture`` (``dr``, ``sdr``, ``mdr``) on the given backbones."""
+    import hf_dialret
+
+    if architecture not in ARCHITECTURE_CLASSES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURE_CLASSES)}")
+    processor = hf_dialret.DialogueRetrievalProcessor.from_backbones(text, vision)
+    model_class = getattr(hf_dialret, ARCHITECTURE_CLASSES[architecture])
+    model = model_class.from_backbones(text, vision, image_token_id=processor.image_token_id, **config_kwargs)
+    return model, processor

@@ -1,0 +1,242 @@
+"""``DialogueRetrievalTrainer``: the HF ``Trainer`` for dialogue response retrievers.
+
+Two things differ from the stock Trainer:
+
+- **Loss with negatives from every process.** ``compute_loss`` runs the model with ``return_loss=False`` and calls
+  ``model.compute_loss`` itself, with the response embeddings, modalities and content ids of *all* processes as
+  candidates (gathered with gradient, :mod:`.gather`) and ``positive_index = arange(B) + offset``. Candidates with the
+  same content id as an example's response are masked out of its negatives by the loss. With DDP averaging the
+  gradients, a run on W processes × B examples computes the same loss and gradients as one process on W·B examples.
+- **Retrieval evaluation.** ``evaluate`` embeds the queries once and the candidate pool once, then computes every
+  protocol of :mod:`.evaluation` (oracle text/image retrieval, intent, multimodal), overall and per response
+  modality. Encoding goes through the (possibly DDP-wrapped) model's ``forward``, sharded over processes and gathered
+  with ``gather_for_metrics``, so every rank returns the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import datasets
+import torch
+from torch.utils.data import DataLoader
+from transformers import Trainer
+
+from .callbacks import TimeBudgetCallback
+from .evaluation import flatten_report, retrieval_report, shared_pool_scores, stack_per_query_pools
+from .gather import all_gather_with_grad, gather_sizes, global_offset, is_distributed
+from .pools import build_shared_pool, candidate_pool_width, example_pool, has_candidate_pools, response_keys
+
+_CONTEXT_KEYS = ("input_ids", "attention_mask", "context_pixel_values")
+_RESPONSE_KEYS = ("response_input_ids", "response_attention_mask", "response_pixel_values", "response_modality")
+
+
+class DialogueRetrievalTrainer(Trainer):
+    """Trainer for DR, SDR, MDR and DialCLIP (see the module docstring).
+
+    Pass the :class:`~hf_dialret.modeling.DialogueRetrievalProcessor` as ``processing_class`` (it encodes candidate
+    pools during evaluation) and a :class:`~hf_dialret.data.DialogueRetrievalCollator` as ``data_collator``.
+    ``eval_data_collator`` collates the raw evaluation examples when ``data_collator`` expects something else (e.g. a
+    :class:`~hf_dialret.training.PreEncodedCollator` for a pre-encoded training set); it defaults to ``data_collator``.
+    After ``evaluate``, the nested report of the last evaluation is in ``last_eval_report``.
+    """
+
+    def __init__(self, *args: Any, eval_data_collator: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator if eval_data_collator is not None else self.data_collator
+        # The loss is a mean over this process's queries, not a sum over `num_items_in_batch`: let the Trainer
+        # divide by the gradient-accumulation steps whatever the model's forward signature suggests.
+        self.model_accepts_loss_kwargs = False
+        self.last_eval_report: dict[str, Any] | None = None
+        self.time_budget: TimeBudgetCallback | None = None
+        budget = getattr(self.args, "max_train_seconds", None)
+        if budget:
+            self.time_budget = TimeBudgetCallback(budget)
+            self.add_callback(self.time_budget)
+
+    # ------------------------------------------------------------------------------------------------ training
+    def _retriever(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The retriever under DDP/accelerate wrappers (a PeftModel forwards attribute access to its base)."""
+        return self.accelerator.unwrap_model(model)
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        outputs = model(**inputs, return_loss=False)
+        modality = inputs["response_modality"]
+        ids = inputs.get("response_ids")
+        responses = outputs.response_embeds
+        candidates, candidate_modality, candidate_ids = responses, modality, ids
+        positive_index = torch.arange(responses.size(0), device=responses.device)
+        if getattr(self.args, "gather_negatives_across_processes", True) and is_distributed():
+            sizes = gather_sizes(responses.size(0), responses.device)
+            candidates = all_gather_with_grad(responses, sizes)
+            candidate_modality = all_gather_with_grad(modality, sizes)
+            candidate_ids = all_gather_with_grad(ids, sizes) if ids is not None else None
+            positive_index = positive_index + global_offset(sizes)
+        loss = self._retriever(model).compute_loss(
+            context_embeds=outputs.context_embeds,
+            response_embeds=responses,
+            response_modality=modality,
+            response_ids=ids,
+            intent_logits=outputs.intent_logits,
+            candidate_embeds=candidates,
+            candidate_modality=candidate_modality,
+            candidate_ids=candidate_ids,
+            positive_index=positive_index,
+        )
+        outputs.loss = loss
+        return (loss, outputs) if return_outputs else loss
+
+    # ---------------------------------------------------------------------------------------------- evaluation
+    def evaluate(
+        self,
+        eval_dataset: datasets.Dataset | dict[str, datasets.Dataset] | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """Every retrieval protocol on ``eval_dataset`` (default: the trainer's), logged and returned flat."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("DialogueRetrievalTrainer.evaluate needs an eval_dataset")
+        if isinstance(dataset, dict):
+            metrics: dict[str, float] = {}
+            for name, part in dataset.items():
+                metrics.update(self.evaluate(part, ignore_keys, f"{metric_key_prefix}_{name}"))
+            return metrics
+        start = time.perf_counter()
+        report = self.retrieval_report(dataset)
+        self.last_eval_report = report
+        metrics = flatten_report(report, metric_key_prefix)
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 4)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    @torch.no_grad()
+    def retrieval_report(self, dataset: datasets.Dataset) -> dict[str, Any]:
+        """Nested report of every protocol (see :func:`hf_dialret.training.evaluation.retrieval_report`)."""
+        model = self.model_wrapped if self.model_wrapped is not None else self.model
+        was_training = model.training
+        model.eval()
+        try:
+            retriever = self._retriever(model)
+            context_embeds, intent_logits = self._encode_queries(model, dataset)
+            modalities, _ = response_keys(dataset)
+            response_modality = torch.tensor(modalities, dtype=torch.long)
+            if has_candidate_pools(dataset):
+                scores, positives, candidate_modality = self._per_query_scores(model, dataset, context_embeds)
+                pool = {"kind": "per query", "candidates_per_query": int(candidate_pool_width(dataset))}
+            else:
+                shared = build_shared_pool(dataset)
+                candidate_embeds = self._encode_responses(model, dataset.select(shared.rows))
+                scores, positives, candidate_modality = shared_pool_scores(
+                    context_embeds, response_modality, shared.query_candidate,
+                    candidate_embeds, shared.modality, torch.arange(len(shared)),
+                )
+                pool = {
+                    "kind": "shared (deduplicated responses of the evaluation set)",
+                    "num_candidates": len(shared),
+                    "num_text": int((shared.modality == 0).sum()),
+                    "num_image": int((shared.modality == 1).sum()),
+                }
+            report = retrieval_report(
+                scores, positives, candidate_modality, response_modality,
+                intent_logits=intent_logits,
+                joint_response_pool=bool(getattr(retriever, "joint_response_pool", True)),
+                ks=tuple(getattr(self.args, "recall_ks", (1, 5, 10))),
+            )
+        finally:
+            model.train(was_training)
+        report["pool"] = {**pool, "num_queries": len(dataset)}
+        return report
+
+    def _sharded(self, loader: DataLoader) -> DataLoader:
+        # accelerate shards batches over processes; gather_for_metrics later drops its padding duplicates.
+        return self.accelerator.prepare_data_loader(loader) if is_distributed() else loader
+
+    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        # Single process: no gather at all, because gather_for_metrics would truncate by the remainder of whichever
+        # prepared dataloader (e.g. the training one) last set accelerate's gradient state.
+        return self.accelerator.gather_for_metrics(tensor) if is_distributed() else tensor
+
+    def _forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], keys: tuple[str, ...]) -> Any:
+        inputs = {key: batch[key] for key in keys if key in batch and batch[key] is not None}
+        with self.autocast_smart_context_manager():
+            return model(**self._prepare_inputs(inputs), return_loss=False)
+
+    def _encode_queries(self, model: torch.nn.Module, dataset: datasets.Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Context embeddings `(Q, 2, D)` and intent logits `(Q, 2)` (None without an intent head), dataset order."""
+        loader = self._sharded(self._loader(dataset, self.eval_data_collator))
+        contexts, intents = [], []
+        for batch in self._progress(loader, "encoding dialogues"):
+            out = self._forward(model, batch, _CONTEXT_KEYS)
+            contexts.append(self._gather(out.context_embeds.float().contiguous()).cpu())
+            if out.intent_logits is not None:
+                intents.append(self._gather(out.intent_logits.float().contiguous()).cpu())
+        return torch.cat(contexts), (torch.cat(intents) if intents else None)
+
+    def _encode_responses(self, model: torch.nn.Module, dataset: datasets.Dataset) -> torch.Tensor:
+        """Embeddings `(N, D)` of the responses of ``dataset``'s rows, in row order."""
+        processor = self._processor()
+        loader = self._sharded(self._loader(dataset, lambda rows: processor(responses=[row["response"] for row in rows])))
+        embeds = []
+        for batch in self._progress(loader, "encoding candidates"):
+            out = self._forward(model, batch, _RESPONSE_KEYS)
+            embeds.append(self._gather(out.response_embeds.float().contiguous()).cpu())
+        return torch.cat(embeds)
+
+    def _per_query_scores(
+        self, model: torch.nn.Module, dataset: datasets.Dataset, context_embeds: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MMDialog protocol: each example against its own pool, every pool encoded once (in chunks)."""
+        from ..modeling.retrieval_loss import modality_aware_scores
+
+        processor = self._processor()
+        width = candidate_pool_width(dataset)
+        chunk = self.args.per_device_eval_batch_size
+        loader = self._sharded(DataLoader(range(len(dataset)), batch_size=1, collate_fn=lambda index: torch.tensor(index)))
+        rows = []
+        for index in self._progress(loader, "scoring per-query pools"):
+            query = int(index[0])
+            pool, modality, positives = example_pool(dataset[query])
+            embeds = []
+            for start in range(0, len(pool), chunk):
+                batch = processor(responses=pool[start : start + chunk])
+                embeds.append(self._forward(model, batch, _RESPONSE_KEYS).response_embeds.float().cpu())
+            scores = modality_aware_scores(context_embeds[query : query + 1], torch.cat(embeds), modality)[0]
+            row_scores, row_positives, row_modality = stack_per_query_pools([(scores, positives, modality)], width)
+            # One float tensor per row so that a single gather keeps scores, positives and modalities aligned.
+            packed = torch.cat([row_scores, row_positives.float(), row_modality.float()], dim=1)
+            rows.append(self._gather(packed.to(self.args.device)).cpu())
+        packed = torch.cat(rows)
+        return packed[:, :width], packed[:, width : 2 * width].bool(), packed[:, 2 * width :].long()
+
+    def _processor(self) -> Any:
+        if self.processing_class is None or not callable(self.processing_class):
+            raise ValueError("evaluation encodes candidate pools with the processor: pass processing_class=<DialogueRetrievalProcessor>")
+        return self.processing_class
+
+    def _loader(self, dataset: datasets.Dataset, collate_fn: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.args.per_device_eval_batch_size,
+            collate_fn=collate_fn,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),
+        )
+
+    def _progress(self, loader: DataLoader, description: str) -> Iterator[Any]:
+        """Iterate with a progress bar on the main process (unless the user disabled tqdm)."""
+        if self.args.disable_tqdm or not self.is_world_process_zero():
+            yield from loader
+            return
+        from tqdm.auto import tqdm
+
+        yield from tqdm(loader, desc=description, leave=False)
