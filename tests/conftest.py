@@ -30,6 +30,12 @@ def make_image(seed: int, size: int = 48) -> Image.Image:
 
 
 @pytest.fixture(scope="session")
+def tiny_words() -> list[str]:
+    """The vocabulary words of the tiny tokenizer (besides specials, punctuation, digits and letters)."""
+    return list(TINY_WORDS)
+
+
+@pytest.fixture(scope="session")
 def tiny_backbones(tmp_path_factory) -> tuple[str, str]:
     """(text_dir, vision_dir): a tiny BERT + tokenizer and a tiny ResNet + image processor saved to disk."""
     from hf_dialret.backbones import save_tiny_backbones

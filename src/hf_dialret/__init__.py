@@ -92,3 +92,4 @@ __all__ += [
     "load_dialclip",
     "save_tiny_clip",
 ]
+from .retrieval.pipeline import register_pipeline as _register_pipeline; _register_pipeline()  # pipeline task

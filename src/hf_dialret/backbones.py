@@ -82,8 +82,13 @@ def tiny_image_processor(image_size: int = 48) -> ConvNextImageProcessor:
 
 
 def tiny_retriever_config(config_class: type[PreTrainedConfig], tokenizer, **config_kwargs) -> PreTrainedConfig:
-    """A tiny DR/SDR/MDR config (``config_class``) matching ``tokenizer``: tiny BERT + tiny ResNet, ``[IMG]`` id set."""
+    """A tiny DR/SDR/MDR config (``config_class``) matching ``tokenizer``: tiny BERT + tiny ResNet, ``[IMG]`` id set.
+
+    Pooling defaults to ``"mean"``: a randomly initialised encoder's [CLS] output is almost the same for every input
+    (cosine ~0.999), which stalls from-scratch training; mean pooling does not have that problem.
+    """
     config_kwargs.setdefault("image_token_id", add_image_token(tokenizer))
+    config_kwargs.setdefault("pooling", "mean")
     return config_class(
         text_config=tiny_text_config(len(tokenizer)).to_dict(), vision_config=tiny_vision_config().to_dict(),
         **config_kwargs,

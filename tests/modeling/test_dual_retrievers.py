@@ -73,7 +73,8 @@ def test_model_loss_matches_a_hand_computed_reference(tiny_config, tiny_batch, c
     model = build(tiny_config, config_class, model_class, text_loss_weight=0.7, image_loss_weight=1.3,
                   intent_loss_weight=0.4, logit_scale_init_value=math.log(50.0)).eval()
     ids = torch.tensor([7, 8, 7, 9])  # examples 0 and 2 share a response: each masked from the other's negatives
-    out = model(**tiny_batch, response_ids=ids)
+    with torch.no_grad():
+        out = model(**tiny_batch, response_ids=ids)
     ctx, resp, mod = out.context_embeds, out.response_embeds, tiny_batch["response_modality"]
     total, per_modality = 0.0, {0: [], 1: []}
     for i in range(4):
@@ -104,15 +105,17 @@ def test_logit_scale_is_clamped_at_log_100(tiny_config, tiny_batch):
 @pytest.mark.parametrize("config_class,model_class", ARCHS, ids=IDS)
 def test_tiny_batch_is_overfit(tiny_config, tiny_batch, config_class, model_class):
     model = build(tiny_config, config_class, model_class, seed=1).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(30):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(40):  # converges in 12-20 steps; stop as soon as the loss fell by 90 %
         loss = model(**tiny_batch).loss
-        first = loss.item() if first is None else first
+        losses.append(loss.item())
+        if losses[-1] < 0.1 * losses[0]:
+            break
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert loss.item() < 0.1 * first, (first, loss.item())
+    assert losses[-1] < 0.1 * losses[0], losses
 
 
 @pytest.mark.parametrize("config_class,model_class", ARCHS, ids=IDS)

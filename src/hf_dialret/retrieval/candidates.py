@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import reprlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,11 @@ class Candidate:
         if self.image_path is not None:
             return self.image_path
         return self.load_image() if self.image_bytes is not None else None
+
+
+def _short(value: Any) -> str:
+    # Candidates can hold image bytes: never paste megabytes into an error message.
+    return reprlib.Repr(maxstring=60, maxother=60).repr(value)
 
 
 def _open_rgb(source: Any, name: str) -> Image.Image:
@@ -108,6 +114,8 @@ def to_candidate(value: Any, where: str = "candidate") -> Candidate:
         return Candidate(TEXT_MODALITY, text=value)
     if isinstance(value, (Image.Image, Path)):
         return _image_candidate(value, where)
+    if isinstance(value, dict) and "modality" not in value and ("bytes" in value or "path" in value):
+        return _image_candidate(value, where)  # a datasets Image(decode=False) cell
     if isinstance(value, dict):
         modality = value.get("modality")
         if modality is None:
@@ -115,7 +123,7 @@ def to_candidate(value: Any, where: str = "candidate") -> Candidate:
         if modality == TEXT_MODALITY:
             text = value.get("text")
             if not isinstance(text, str):
-                raise ValueError(f"{where}: a text candidate needs a string 'text' field, got {value!r}")
+                raise ValueError(f"{where}: a text candidate needs a string 'text' field, got {_short(value)}")
             return to_candidate(text, where)
         if modality == IMAGE_MODALITY:
             if value.get("image") is None:

@@ -25,6 +25,10 @@ DATASETS = ("synthetic", "photochat", "mmdialog")
 TINY = "tiny"
 
 
+class RecipeError(ValueError):
+    """A run asks for something that does not exist (architecture, dataset); the message lists the choices."""
+
+
 class BackboneNotFoundError(OSError):
     """A backbone is neither a local directory nor in the offline Hub cache."""
 
@@ -47,7 +51,7 @@ def load_retrieval_dataset(
     from ..data import load_mmdialog, load_photochat, make_synthetic_corpus
 
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise RecipeError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name == "synthetic":
         corpus = make_synthetic_corpus(
             num_train_dialogues, seed=seed, num_test_dialogues=num_test_dialogues, cache_dir=cache_dir
@@ -122,7 +126,7 @@ def build_retriever(architecture: str, text: str, vision: str, **config_kwargs: 
     import hf_dialret
 
     if architecture not in ARCHITECTURE_CLASSES:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURE_CLASSES)}")
+        raise RecipeError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURE_CLASSES)}")
     processor = hf_dialret.DialogueRetrievalProcessor.from_backbones(text, vision)
     model_class = getattr(hf_dialret, ARCHITECTURE_CLASSES[architecture])
     model = model_class.from_backbones(text, vision, image_token_id=processor.image_token_id, **config_kwargs)

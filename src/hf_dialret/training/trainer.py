@@ -27,7 +27,8 @@ from transformers import Trainer
 from .callbacks import TimeBudgetCallback
 from .evaluation import flatten_report, retrieval_report, shared_pool_scores, stack_per_query_pools
 from .gather import all_gather_with_grad, gather_sizes, global_offset, is_distributed
-from .pools import build_shared_pool, candidate_pool_width, example_pool, has_candidate_pools, response_keys
+from .schedule import SUPPORTED, time_aware_scheduler
+from .pools import SharedPool, build_shared_pool, candidate_pool_width, example_pool, has_candidate_pools, response_keys
 
 _CONTEXT_KEYS = ("input_ids", "attention_mask", "context_pixel_values")
 _RESPONSE_KEYS = ("response_input_ids", "response_attention_mask", "response_pixel_values", "response_modality")
@@ -50,6 +51,10 @@ class DialogueRetrievalTrainer(Trainer):
         # divide by the gradient-accumulation steps whatever the model's forward signature suggests.
         self.model_accepts_loss_kwargs = False
         self.last_eval_report: dict[str, Any] | None = None
+        #: scores `(Q, N)`, positive mask and shared pool of the last evaluation (pool None for per-query pools)
+        self.last_eval_scores: torch.Tensor | None = None
+        self.last_eval_positives: torch.Tensor | None = None
+        self.last_eval_pool: SharedPool | None = None
         self.time_budget: TimeBudgetCallback | None = None
         budget = getattr(self.args, "max_train_seconds", None)
         if budget:
@@ -57,6 +62,22 @@ class DialogueRetrievalTrainer(Trainer):
             self.add_callback(self.time_budget)
 
     # ------------------------------------------------------------------------------------------------ training
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """With ``max_train_seconds``, a schedule driven by whichever of steps and time runs out first."""
+        budget = getattr(self.args, "max_train_seconds", None)
+        if self.lr_scheduler is None and budget and self.args.lr_scheduler_type in SUPPORTED:
+            self.lr_scheduler = time_aware_scheduler(
+                optimizer if optimizer is not None else self.optimizer,
+                str(getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)),
+                num_training_steps,
+                self.args.get_warmup_steps(num_training_steps),
+                budget,
+            )
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
+
     def _retriever(self, model: torch.nn.Module) -> torch.nn.Module:
         """The retriever under DDP/accelerate wrappers (a PeftModel forwards attribute access to its base)."""
         return self.accelerator.unwrap_model(model)
@@ -130,6 +151,7 @@ class DialogueRetrievalTrainer(Trainer):
             context_embeds, intent_logits = self._encode_queries(model, dataset)
             modalities, _ = response_keys(dataset)
             response_modality = torch.tensor(modalities, dtype=torch.long)
+            shared = None
             if has_candidate_pools(dataset):
                 scores, positives, candidate_modality = self._per_query_scores(model, dataset, context_embeds)
                 pool = {"kind": "per query", "candidates_per_query": int(candidate_pool_width(dataset))}
@@ -154,6 +176,7 @@ class DialogueRetrievalTrainer(Trainer):
             )
         finally:
             model.train(was_training)
+        self.last_eval_scores, self.last_eval_positives, self.last_eval_pool = scores, positives, shared
         report["pool"] = {**pool, "num_queries": len(dataset)}
         return report
 

@@ -1,0 +1,280 @@
+"""``hf-dialret train``: train a retriever, evaluate it (untrained and trained) on every protocol, save it.
+
+With no options this is the main job: MDR with tiny from-scratch backbones on the embedded synthetic corpus, a
+5-minute training budget, then the recall table and one example retrieval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import HfArgumentParser
+
+from ..training.recipes import ARCHITECTURE_CLASSES, DATASETS, TINY
+from ..training.training_args import DialogueRetrievalTrainingArguments
+
+logger = logging.getLogger("hf_dialret.train")
+
+DESCRIPTION = "Train a dialogue response retriever (DR, SDR, MDR), evaluate it on every protocol and save it."
+EPILOG = """\
+defaults of the tiny preset (--text-backbone tiny and --vision-backbone tiny, from scratch), applied to the
+training options you do not pass: --per_device_train_batch_size 256 --learning_rate 2e-3 --warmup_steps 0.05
+--lr_scheduler_type cosine --max_steps 3000 --max_train_seconds 300 --logging_steps 20 --save_strategy no.
+The time budget covers pre-encoding and the training loop; the learning rate decays over whichever of
+max_steps / max_train_seconds ends first.
+With pretrained backbones (Hub ids or local dirs, e.g. bert-base-uncased and microsoft/resnet-50) the training
+options keep the defaults shown above (fine-tuning: lr 5e-5, batch 64, 3 epochs).
+
+examples:
+  hf-dialret train --output-dir runs/mdr-synthetic
+  hf-dialret train --architecture dr --output-dir runs/dr-synthetic
+  hf-dialret train --dataset photochat --data-dir data/photochat --image-dir data/photochat/images \\
+      --text-backbone bert-base-uncased --vision-backbone microsoft/resnet-50 --output-dir runs/photochat
+"""
+
+TINY_PRESET: dict[str, Any] = {
+    "per_device_train_batch_size": 256,
+    "learning_rate": 2e-3,
+    "warmup_steps": 0.05,
+    "lr_scheduler_type": "cosine",
+    "max_steps": 3000,
+    "max_train_seconds": 300.0,
+    "logging_steps": 20,
+    "save_strategy": "no",
+}
+
+
+@dataclass
+class ModelArguments:
+    architecture: str = field(
+        default="mdr",
+        metadata={
+            "help": "dr: Dual Retriever (one context encoder per response modality + intent classifier); sdr: Shared "
+            "Dual Retriever (one shared context encoder + intent head); mdr: Multimodal Dual Retriever (one "
+            "joint pool of texts and images, no intent step).",
+            "choices": list(ARCHITECTURE_CLASSES),
+        },
+    )
+    text_backbone: str = field(
+        default=TINY,
+        metadata={"help": "Text encoder: a Hub id (e.g. bert-base-uncased) or a local directory; `tiny` builds a "
+                  "2-layer BERT in code whose vocabulary covers the synthetic corpus."},
+    )
+    vision_backbone: str = field(
+        default=TINY,
+        metadata={"help": "Image encoder: a Hub id (e.g. microsoft/resnet-50) or a local directory; `tiny` builds a "
+                  "small ResNet in code."},
+    )
+    projection_dim: int = field(default=128, metadata={"help": "Width of the shared retrieval space."})
+    pooling: str | None = field(
+        default=None,
+        metadata={"help": "Text pooling: cls or mean. Default: mean for the tiny from-scratch preset (a random "
+                  "encoder's [CLS] vector is nearly input-independent, which stalls training), cls for pretrained "
+                  "backbones (BERT's [CLS] is trained).", "choices": ["cls", "mean"]},
+    )
+    logit_scale_init_value: float = field(
+        default=2.6592, metadata={"help": "Initial log inverse temperature (CLIP: log(1/0.07) = 2.6592; max log(100))."}
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default="synthetic",
+        metadata={"help": "synthetic: generated offline (default); photochat / mmdialog: read from --data-dir.",
+                  "choices": list(DATASETS)},
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Folder of the PhotoChat / MMDialog files."})
+    image_dir: str | None = field(default=None, metadata={"help": "Folder of the photos (PhotoChat; MMDialog: "
+                                  "default beside conversations.json)."})
+    num_train_dialogues: int = field(default=20000, metadata={"help": "Synthetic corpus: training dialogues."})
+    num_test_dialogues: int = field(default=2000, metadata={"help": "Synthetic corpus: test dialogues (the test "
+                                    "pool is their deduplicated responses: about 1,100 texts and images)."})
+    eval_split: str = field(default="test", metadata={"help": "Split evaluated before and after training.",
+                            "choices": ["validation", "test"]})
+    max_eval_examples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
+    pre_encode: bool = field(default=True, metadata={"help": "Tokenise / process the training set once instead of "
+                             "every epoch (faster on CPU; costs memory)."})
+    evaluate_untrained: bool = field(default=True, metadata={"help": "Also evaluate the untrained model (the "
+                                     "chance-level reference in eval_results.json)."})
+
+
+def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetrievalTrainingArguments]:
+    """Parse ``argv``; the tiny preset fills the training options that were not given explicitly."""
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, DialogueRetrievalTrainingArguments),
+        prog="hf-dialret train", usage="hf-dialret train [--architecture {dr,sdr,mdr}] [--dataset ...] [options]",
+        description=DESCRIPTION, epilog=EPILOG,
+    )
+    parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
+    if TINY in (model_args.text_backbone, model_args.vision_backbone):
+        given = {arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}
+        preset = [item for key, value in TINY_PRESET.items() if key not in given for item in (f"--{key}", str(value))]
+        if preset:  # re-parse with the preset in front, so the user's own values still win
+            model_args, data_args, training_args = parser.parse_args_into_dataclasses(preset + argv)
+    return model_args, data_args, training_args
+
+
+def fail(message: str) -> int:
+    print(f"hf-dialret: error: {message}", file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------------------------------- reporting
+def recall_table(trained: dict[str, Any], untrained: dict[str, Any] | None = None) -> str:
+    """A plain-text table of every protocol (recall as fractions), with the untrained R@1 beside it."""
+    rows = [("multimodal, all queries", ("multimodal", "overall")),
+            ("multimodal, text responses", ("multimodal", "text")),
+            ("multimodal, image responses", ("multimodal", "image")),
+            ("text retrieval (oracle intent)", ("text_retrieval",)),
+            ("image retrieval (oracle intent)", ("image_retrieval",)),
+            ("multimodal, oracle intent", ("multimodal_oracle_intent", "overall"))]
+    ks = sorted(int(key.split("@")[1]) for key in trained["multimodal"]["overall"] if key.startswith("recall@"))
+    header = f"{'protocol':34}{'queries':>8}" + "".join(f"{'R@' + str(k):>8}" for k in ks) + f"{'MRR':>8}"
+    header += f"{'untrained R@1':>15}" if untrained else ""
+    lines = [f"multimodal protocol: {trained['multimodal']['protocol']}; pool: {_pool_text(trained['pool'])}", header]
+    for title, path in rows:
+        node, base = _get(trained, path), _get(untrained, path) if untrained else None
+        if node is None:
+            continue
+        line = f"{title:34}{node['num_queries']:>8}" + "".join(f"{node[f'recall@{k}']:>8.3f}" for k in ks)
+        line += f"{node['mrr']:>8.3f}" + (f"{base['recall@1']:>15.4f}" if base else "")
+        lines.append(line)
+    intent = trained["intent"]
+    lines.append(f"intent accuracy {intent['accuracy']:.3f}, macro F1 {intent['macro_f1']:.3f} ({intent['source']})")
+    return "\n".join(lines)
+
+
+def _get(report: dict[str, Any] | None, path: tuple[str, ...]) -> dict[str, Any] | None:
+    for key in path:
+        report = report.get(key) if isinstance(report, dict) else None
+    return report
+
+
+def _pool_text(pool: dict[str, Any]) -> str:
+    if "num_candidates" in pool:
+        return f"{pool['num_candidates']} candidates ({pool['num_text']} texts, {pool['num_image']} images)"
+    return f"{pool.get('candidates_per_query')} candidates per query"
+
+
+def _describe(response: dict[str, Any]) -> str:
+    return f"[image {response.get('id')}]" if response["modality"] == "image" else repr(response["text"])
+
+
+def example_retrievals(trainer: Any, dataset: Any, top: int = 5) -> str:
+    """The dialogue and top candidates of the first text-response and first image-response query."""
+    scores, pool = trainer.last_eval_scores, trainer.last_eval_pool
+    if scores is None or pool is None:
+        return ""
+    modalities = dataset.select_columns(["response"]).with_format("arrow")[:].column("response").combine_chunks()
+    modalities = modalities.field("modality").to_pylist()
+    lines = []
+    for wanted in ("text", "image"):
+        if wanted not in modalities:
+            continue
+        query = modalities.index(wanted)
+        example = dataset[query]
+        lines.append(f"\nexample: dialogue {example['dialogue_id']} (true response: {_describe(example['response'])})")
+        lines += [f"  {turn['speaker']}: {turn['text'] or '[image]'}" for turn in example["context"]]
+        for rank, candidate in enumerate(scores[query].topk(min(top, scores.size(1))).indices.tolist(), 1):
+            response = dataset[pool.rows[candidate]]["response"]
+            mark = "*" if bool(trainer.last_eval_positives[query, candidate]) else " "
+            lines.append(f"  {mark} top-{rank} ({float(scores[query, candidate]):+.3f}) {_describe(response)}")
+    return "\n".join(lines + ["  (* = the true response)"]) if lines else ""
+
+
+# --------------------------------------------------------------------------------------------------------- main
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: DialogueRetrievalTrainingArguments) -> dict[str, Any]:
+    """Train and evaluate; write ``eval_results.json`` and the model + processor to ``output_dir``."""
+    from tqdm.auto import tqdm
+
+    from ..data import DialogueRetrievalCollator
+    from ..parameters import count_parameters
+    from ..training.preencoded import PreEncodedCollator, PreEncodedDataset
+    from ..training.recipes import build_retriever, dataset_vocabulary, load_retrieval_dataset, resolve_backbones
+    from ..training.trainer import DialogueRetrievalTrainer
+
+    os.makedirs(training_args.output_dir, exist_ok=True)
+    data = load_retrieval_dataset(
+        data_args.dataset, data_args.data_dir, data_args.image_dir, splits=("train", data_args.eval_split),
+        num_train_dialogues=data_args.num_train_dialogues, num_test_dialogues=data_args.num_test_dialogues,
+        seed=training_args.seed,
+    )
+    train_set, eval_set = data["train"], data[data_args.eval_split]
+    if data_args.max_eval_examples:
+        eval_set = eval_set.select(range(min(data_args.max_eval_examples, len(eval_set))))
+    vocabulary = None if data_args.dataset == "synthetic" else dataset_vocabulary(train_set)
+    text, vision = resolve_backbones(model_args.text_backbone, model_args.vision_backbone, training_args.output_dir,
+                                     vocabulary, seed=training_args.seed)
+    __import__("transformers").set_seed(training_args.seed)
+    model, processor = build_retriever(
+        model_args.architecture, text, vision, projection_dim=model_args.projection_dim,
+        pooling=model_args.pooling or ("mean" if model_args.text_backbone == TINY else "cls"),
+        logit_scale_init_value=model_args.logit_scale_init_value,
+    )
+    collator = DialogueRetrievalCollator(processor)
+    trainer = DialogueRetrievalTrainer(model=model, args=training_args, data_collator=collator,
+                                       processing_class=processor)
+    untrained = trainer.retrieval_report(eval_set) if data_args.evaluate_untrained else None
+
+    start = time.perf_counter()
+    if data_args.pre_encode:
+        train_set = PreEncodedDataset(train_set, collator, processor.image_token_id,
+                                      progress=lambda chunks: tqdm(chunks, desc="pre-encoding the training set"))
+        trainer.data_collator = PreEncodedCollator(processor.tokenizer.pad_token_id)
+    trainer.train_dataset = train_set
+    pre_encoding = time.perf_counter() - start
+    if training_args.max_train_seconds:  # the budget covers pre-encoding too
+        trainer.time_budget.max_seconds = max(1.0, training_args.max_train_seconds - pre_encoding)
+        training_args.max_train_seconds = trainer.time_budget.max_seconds
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    seconds = time.perf_counter() - start
+    trained = trainer.retrieval_report(eval_set)
+    trainer.save_model(training_args.output_dir)
+    processor.save_pretrained(training_args.output_dir)
+
+    steps = trainer.state.global_step
+    examples = steps * training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    examples *= training_args.world_size
+    results = {
+        "architecture": model_args.architecture, "dataset": data_args.dataset, "eval_split": data_args.eval_split,
+        "backbones": {"text": model_args.text_backbone, "vision": model_args.vision_backbone},
+        "parameters": count_parameters(model),
+        "training": {
+            "seconds": round(seconds, 1), "pre_encoding_seconds": round(pre_encoding, 1),
+            "loop_seconds": round(result.metrics.get("train_runtime", seconds - pre_encoding), 1), "steps": steps,
+            "examples_seen": examples, "examples_per_second": round(examples / max(seconds - pre_encoding, 1e-9), 1),
+            "stopped_by_time_budget": bool(trainer.time_budget and trainer.time_budget.stopped_early),
+            "final_loss": result.training_loss, "learning_rate": training_args.learning_rate,
+            "batch_size": training_args.per_device_train_batch_size,
+        },
+        "trained": trained, "untrained": untrained,
+    }
+    if trainer.is_world_process_zero():
+        with open(os.path.join(training_args.output_dir, "eval_results.json"), "w") as handle:
+            json.dump(results, handle, indent=2)
+        print("\n" + recall_table(trained, untrained))
+        print(f"training: {seconds:.0f} s ({pre_encoding:.0f} s pre-encoding), {steps} steps, {examples} examples, "
+              f"{results['training']['examples_per_second']} examples/s")
+        print(example_retrievals(trainer, eval_set))
+        print(f"\nsaved the model, processor and eval_results.json to {training_args.output_dir}")
+    return results
+
+
+def main(argv: list[str]) -> int:
+    model_args, data_args, training_args = parse(argv)
+    from ..data import DataFormatError
+    from ..training.recipes import BackboneNotFoundError, RecipeError
+
+    try:
+        run(model_args, data_args, training_args)
+    except (FileNotFoundError, NotADirectoryError, BackboneNotFoundError, RecipeError, DataFormatError) as error:
+        return fail(str(error))
+    return 0

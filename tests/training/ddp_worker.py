@@ -1,0 +1,83 @@
+"""Run under ``torchrun --nproc_per_node 2`` by test_distributed.py (gloo, CPU). Writes a JSON report on rank 0.
+
+1. Gradient check: each rank takes its half of one fixed global batch (with a response duplicated *across* ranks),
+   runs ``DialogueRetrievalTrainer.compute_loss`` through a DDP-wrapped model and backpropagates; DDP averages the
+   gradients. Rank 0 compares the mean loss and the averaged gradients with the model's own single-process loss on
+   the whole global batch. The model is in eval mode so that dropout and BatchNorm batch statistics (which would
+   differ between a half batch and the global batch) do not enter; gradients are computed all the same.
+2. Trainer smoke test: two training steps and an evaluation with the Trainer's own DDP wrapping; every rank must
+   report the same metrics over all evaluation queries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from retriever_fixtures import collator, tiny_corpus, tiny_model, tiny_processor  # noqa: E402
+
+from hf_dialret.training import DialogueRetrievalTrainer, DialogueRetrievalTrainingArguments  # noqa: E402
+
+
+def main(output: str, architecture: str) -> None:
+    torch.set_num_threads(1)
+    args = DialogueRetrievalTrainingArguments(
+        output_dir=os.path.join(os.path.dirname(output), "trainer"), per_device_train_batch_size=4, max_steps=2,
+        save_strategy="no", report_to="none", use_cpu=True, ddp_backend="gloo", disable_tqdm=True,
+        per_device_eval_batch_size=8, learning_rate=1e-3,
+    )
+    rank, world = dist.get_rank(), dist.get_world_size()
+    processor = tiny_processor()
+    corpus = tiny_corpus(num_train=16, num_test=9)
+    rows = [corpus["train"][i] for i in range(8)]
+    rows[6] = {**rows[6], "response": rows[1]["response"]}  # rank 1's example 2 repeats rank 0's example 1
+    global_batch = collator(processor)(rows)
+    # Response tensors are stacked per modality, so a rank's batch is collated from its own examples.
+    local = collator(processor)(rows[rank * 4 : (rank + 1) * 4])
+
+    model = tiny_model(architecture, processor).eval()
+    trainer = DialogueRetrievalTrainer(model=model, args=args, data_collator=collator(processor), processing_class=processor)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    loss = trainer.compute_loss(ddp, local)
+    loss.backward()
+    mean_loss = loss.detach().clone()
+    dist.all_reduce(mean_loss)
+    mean_loss /= world
+
+    reference = tiny_model(architecture, processor).eval()
+    reference_loss = reference(**global_batch).loss
+    reference_loss.backward()
+    grads = {name: param.grad for name, param in model.named_parameters() if param.grad is not None}
+    ref_grads = {name: param.grad for name, param in reference.named_parameters() if param.grad is not None}
+    max_grad_diff = max(float((grads[name] - ref_grads[name]).abs().max()) for name in ref_grads)
+    local_only = DialogueRetrievalTrainer(model=tiny_model(architecture, processor).eval(), args=args)
+    local_only.args.gather_negatives_across_processes = False
+    local_only_loss = float(local_only.compute_loss(local_only.model, local).detach())
+
+    smoke = DialogueRetrievalTrainer(
+        model=tiny_model(architecture, processor), args=args, train_dataset=corpus["train"],
+        data_collator=collator(processor), processing_class=processor,
+    )
+    smoke.args.gather_negatives_across_processes = True
+    smoke.train()
+    metrics = smoke.evaluate(corpus["test"])
+    all_metrics = [None] * world
+    dist.all_gather_object(all_metrics, metrics)
+    if rank == 0:
+        report = {
+            "loss": float(mean_loss), "reference_loss": float(reference_loss), "max_grad_diff": max_grad_diff,
+            "same_parameters": sorted(grads) == sorted(ref_grads), "local_only_loss": local_only_loss,
+            "steps": smoke.state.global_step, "metrics": all_metrics,
+        }
+        with open(output, "w") as handle:
+            json.dump(report, handle)
+    dist.barrier()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
