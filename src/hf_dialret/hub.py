@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitInfo, CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
 
 from .hub_template import ARCHITECTURES, CITATIONS, MODEL_CARD_TEMPLATE, USAGE_ADAPTER, USAGE_MODEL
 from .parameters import count_parameters
@@ -183,6 +183,26 @@ def _backbones(config: Any) -> list[dict[str, str]]:
     return out
 
 
+def parameter_counts(model: Any) -> dict[str, Any]:
+    """:func:`count_parameters`, except for PEFT adapters: there "trainable" means the adapter's own parameters.
+
+    A loaded adapter is frozen (``requires_grad`` is False everywhere), so counting gradients would report 0 %;
+    the adapter's parameters are those under the tuner's name prefix (e.g. ``dialclip_``) or in ``modules_to_save``.
+    """
+    counts = count_parameters(model)
+    if not _is_adapter(model):
+        return counts
+    prefix = getattr(model.base_model, "prefix", None) or "\0"
+    components: dict[str, int] = {}
+    for name, param in model.named_parameters():
+        part = next((p for p in name.split(".") if p.startswith(prefix) or p == "modules_to_save"), None)
+        if part is not None:
+            components[f"adapter: {part}"] = components.get(f"adapter: {part}", 0) + param.numel()
+    adapter = sum(components.values())
+    return {"total": counts["total"], "trainable": adapter,
+            "components": {"frozen base model": counts["total"] - adapter, **components}}
+
+
 def build_model_card(
     model: Any,
     repo_id: str,
@@ -215,7 +235,7 @@ def build_model_card(
     dataset = eval_dataset or meta.get("dataset") or "custom"
     split = eval_split or meta.get("split") or "test"
     table = results_table(results)
-    counts = count_parameters(model)
+    counts = parameter_counts(model)
     model_name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         model_name=model_name,
@@ -297,9 +317,14 @@ def push_to_hub(
         if validate_card:
             card.validate()
         kind = "DialCLIP adapter" if _is_adapter(model) else type(model).__name__
-        return api.upload_folder(
+        # One explicit commit (not upload_folder, which may split large folders into several commits): the repo
+        # never shows weights without their card. README.md goes last, as the card is the last thing written.
+        files = sorted((p for p in Path(tmp).rglob("*") if p.is_file()), key=lambda p: (p.name == "README.md", p))
+        operations = [CommitOperationAdd(path_in_repo=p.relative_to(tmp).as_posix(), path_or_fileobj=str(p))
+                      for p in files]
+        return api.create_commit(
             repo_id=repo_id,
-            folder_path=tmp,
+            operations=operations,
             revision=revision,
             commit_message=commit_message or f"Upload {kind} with hf_dialret model card",
         )

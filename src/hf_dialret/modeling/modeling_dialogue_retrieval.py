@@ -23,7 +23,7 @@ from .configuration_dialogue_retrieval import (
 )
 from .modeling_outputs import IMAGE, RESPONSE_MODALITIES, TEXT, DialogueRetrievalOutput
 from .retrieval_loss import dialogue_retrieval_loss, modality_aware_scores
-from .towers import ContextTower, ImageTower, IntentHead, TextTower
+from .towers import ContextTower, ImageTower, IntentHead, TextTower, load_text_encoder
 
 
 def _modality_index(modality: str | int) -> int:
@@ -41,7 +41,8 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
     """
 
     config: DialogueRetrievalConfig
-    config_class = DialogueRetrievalConfig  # explicit: the annotation is a string under postponed evaluation
+    # Set explicitly: under postponed annotations transformers cannot derive config_class from `config: ...`.
+    config_class = DialogueRetrievalConfig
     base_model_prefix = "dialret"
     main_input_name = "input_ids"
     input_modalities = ("image", "text")
@@ -57,7 +58,8 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
         self.image_tower = ImageTower(config.vision_config)
         self.image_projection = nn.Linear(self.image_tower.feature_dim, config.projection_dim, bias=False)
         # With share_text_encoder the context encoder reads the responses too (see _response_text_tower).
-        self.response_text = None if config.share_text_encoder else TextTower(config.resolved_response_text_config, config.pooling)
+        response_config = config.resolved_response_text_config
+        self.response_text = None if config.share_text_encoder else TextTower(response_config, config.pooling)
         self.response_text_projection = nn.Linear(
             config.resolved_response_text_config.hidden_size, config.projection_dim, bias=False
         )
@@ -289,25 +291,17 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
         )
         model = cls(config)
         for tower in model._context_towers():
-            tower.text.encoder = _load_text_encoder(text)
+            tower.text.encoder = load_text_encoder(text)
         if model.response_text is not None:
-            model.response_text.encoder = _load_text_encoder(response_text or text)
+            model.response_text.encoder = load_text_encoder(response_text or text)
         model.image_tower.backbone = AutoModel.from_pretrained(vision, dtype=torch.float32)
         return model
-
-
-def _load_text_encoder(path: str) -> PreTrainedModel:
-    try:
-        return AutoModel.from_pretrained(path, dtype=torch.float32, add_pooling_layer=False)
-    except TypeError:
-        return AutoModel.from_pretrained(path, dtype=torch.float32)
 
 
 class DualRetrieverModel(DialogueRetrievalPreTrainedModel):
     """DR: a context encoder per response modality, an intent classifier with its own encoder, response towers."""
 
-    config: DualRetrieverConfig
-    config_class = DualRetrieverConfig  # explicit: the annotation is a string under postponed evaluation
+    config_class = DualRetrieverConfig
 
     def __init__(self, config: DualRetrieverConfig):
         super().__init__(config)
@@ -346,8 +340,7 @@ class DualRetrieverModel(DialogueRetrievalPreTrainedModel):
 class SharedDualRetrieverModel(DialogueRetrievalPreTrainedModel):
     """SDR: one context encoder shared by text retrieval, image retrieval and the intent head."""
 
-    config: SharedDualRetrieverConfig
-    config_class = SharedDualRetrieverConfig  # explicit: the annotation is a string under postponed evaluation
+    config_class = SharedDualRetrieverConfig
 
     def __init__(self, config: SharedDualRetrieverConfig):
         super().__init__(config)
@@ -376,8 +369,7 @@ class SharedDualRetrieverModel(DialogueRetrievalPreTrainedModel):
 class MultimodalDualRetrieverModel(DialogueRetrievalPreTrainedModel):
     """MDR: one context encoder and one query against a joint pool of text and image responses; no intent."""
 
-    config: MultimodalDualRetrieverConfig
-    config_class = MultimodalDualRetrieverConfig  # explicit: the annotation is a string under postponed evaluation
+    config_class = MultimodalDualRetrieverConfig
     joint_response_pool: ClassVar[bool] = True
     has_intent_head: ClassVar[bool] = False
 

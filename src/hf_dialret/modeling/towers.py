@@ -23,6 +23,14 @@ def build_text_encoder(config: PreTrainedConfig) -> PreTrainedModel:
         return AutoModel.from_config(config)
 
 
+def load_text_encoder(path: str) -> PreTrainedModel:
+    """A pretrained text encoder (Hub id or directory) in fp32, without its pooler where the model has one."""
+    try:
+        return AutoModel.from_pretrained(path, dtype=torch.float32, add_pooling_layer=False)
+    except TypeError:
+        return AutoModel.from_pretrained(path, dtype=torch.float32)
+
+
 def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
     """(B, L, H) -> (B, H) by the first token (``"cls"``) or the attention-masked mean (``"mean"``)."""
     if pooling == "cls":

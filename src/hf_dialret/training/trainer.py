@@ -112,6 +112,12 @@ class DialogueRetrievalTrainer(Trainer):
             candidate_ids=candidate_ids,
             positive_index=positive_index,
         )
+        if is_distributed():
+            # DDP (find_unused_parameters=False) needs a gradient for every parameter on every rank; a rank whose
+            # batch has no image (or no text) response would leave a tower without one and stall the reduction.
+            # A zero-valued term gives them a zero local gradient, which DDP then averages with the other ranks'.
+            trainable = [param for param in model.parameters() if param.requires_grad]
+            loss = loss + sum(param.reshape(-1)[:1].sum() for param in trainable) * 0.0
         outputs.loss = loss
         return (loss, outputs) if return_outputs else loss
 

@@ -1,0 +1,55 @@
+"""The "dialogue-response-retrieval" transformers pipeline, registered by `import hf_dialret`."""
+
+from __future__ import annotations
+
+import pytest
+from retrieval_helpers import DIALOGUES, TEXTS
+from transformers import pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+import hf_dialret  # noqa: F401 - registers the task
+from hf_dialret.retrieval import DialogueResponseRetrievalPipeline, ResponseIndex
+
+
+@pytest.fixture(scope="module")
+def retriever(mdr_dir, mdr_index_dir):
+    return pipeline("dialogue-response-retrieval", model=mdr_dir, index=mdr_index_dir, device="cpu")
+
+
+def test_task_is_registered_on_import():
+    assert "dialogue-response-retrieval" in PIPELINE_REGISTRY.get_supported_tasks()
+    assert PIPELINE_REGISTRY.supported_tasks["dialogue-response-retrieval"]["impl"] is DialogueResponseRetrievalPipeline
+
+
+def test_pipeline_returns_the_index_top_k(retriever, mdr_index_dir):
+    assert isinstance(retriever, DialogueResponseRetrievalPipeline)
+    hits = retriever(DIALOGUES[0], top_k=3)
+    assert len(hits) == 3 and all(set(h) == {"id", "score", "modality", h["modality"]} for h in hits)
+    expected = retriever.index.search([DIALOGUES[0]], k=3)[0]
+    assert [h["id"] for h in hits] == [h.id for h in expected]
+    assert all(h["text"] == TEXTS[h["id"]] for h in hits if h["modality"] == "text")
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert len(retriever("just one turn")) == 8  # default top_k=10, pool of 8
+
+
+def test_pipeline_batches_and_accepts_chat_messages(retriever):
+    many = retriever(DIALOGUES, top_k=2)
+    assert len(many) == len(DIALOGUES) and all(len(hits) == 2 for hits in many)
+    assert many[0] == retriever(DIALOGUES[0], top_k=2)
+    chat = [{"role": "user", "content": "look at my new dog"}, {"role": "assistant", "content": "cute"}]
+    turns = [{"speaker": "user", "text": "look at my new dog"}, {"speaker": "assistant", "text": "cute"}]
+    assert retriever(chat, top_k=3) == retriever(turns, top_k=3)  # role -> speaker, content -> text
+    assert {h["modality"] for h in retriever(DIALOGUES[0], modality="image")} == {"image"}
+
+
+def test_pipeline_errors(mdr_dir, dr_dir, mdr_index_dir, mdr_model, tiny_processor):
+    with pytest.raises(ValueError, match="needs index="):
+        pipeline("dialogue-response-retrieval", model=mdr_dir, device="cpu")
+    with pytest.raises(ValueError, match="model/index mismatch"):
+        pipeline("dialogue-response-retrieval", model=dr_dir, index=mdr_index_dir, device="cpu")
+    in_memory = ResponseIndex.build(mdr_model, tiny_processor, texts=TEXTS, show_progress=False)
+    direct = pipeline("dialogue-response-retrieval", model=mdr_model, processor=tiny_processor, index=in_memory,
+                      device="cpu")
+    assert direct(DIALOGUES[1], top_k=1)[0]["modality"] == "text"
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        direct(DIALOGUES[1], k=1)
