@@ -77,7 +77,8 @@ def tiny_image_processor(image_size: int = 48) -> ConvNextImageProcessor:
     # crop_pct=1.0: resize the short side to image_size and centre-crop a square, instead of ResNet-50's
     # resize-to-256-then-crop-224 which would upscale ~48 px synthetic images.
     return ConvNextImageProcessor(
-        size={"shortest_edge": image_size}, crop_pct=1.0, image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD
+        size={"shortest_edge": image_size}, crop_pct=1.0,
+        image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD,
     )
 
 

@@ -23,12 +23,15 @@ class ParamsArguments:
         default="all", metadata={"help": "dr, sdr, mdr, or all (the three, with the DR/SDR and DR/MDR ratios)."}
     )
     preset: str = field(
-        default="base", metadata={"help": "base: BERT-base + ResNet-50 configs; tiny: the tiny CPU backbones (512-word vocabulary)."}
+        default="base",
+        metadata={"help": "base: BERT-base + ResNet-50 configs; tiny: the tiny CPU backbones (512-word vocabulary)."},
     )
-    text: str | None = field(default=None, metadata={"help": "Text backbone id or directory (only its config is read)."})
+    text: str | None = field(default=None, metadata={"help": "Text backbone id or directory (config only)."})
     vision: str | None = field(default=None, metadata={"help": "Vision backbone id or directory (config only)."})
     model: str | None = field(default=None, metadata={"help": "A saved hf_dialret model: count its architecture."})
-    share_text_encoder: bool = field(default=False, metadata={"help": "Encode text responses with the context encoder."})
+    share_text_encoder: bool = field(
+        default=False, metadata={"help": "Encode text responses with the context encoder."}
+    )
     projection_dim: int = field(default=128, metadata={"help": "Width of the retrieval space."})
     format: str = field(default="table", metadata={"help": "table, markdown or json."})
 
@@ -42,7 +45,8 @@ def _configs(args: ParamsArguments) -> dict:
     names = ARCHITECTURE_NAMES if args.architecture == "all" else (args.architecture,)
     unknown = [n for n in names if n not in ARCHITECTURES]
     if unknown:
-        raise ValueError(f"--architecture must be one of {', '.join(ARCHITECTURE_NAMES)} or all, got {args.architecture!r}")
+        choices = ", ".join(ARCHITECTURE_NAMES)
+        raise ValueError(f"--architecture must be one of {choices} or all, got {args.architecture!r}")
     kwargs = {"share_text_encoder": args.share_text_encoder, "projection_dim": args.projection_dim}
     if args.preset == "tiny":
         from hf_dialret.backbones import tiny_text_config, tiny_vision_config
@@ -75,11 +79,13 @@ def format_markdown(report: dict) -> str:
     components = list(dict.fromkeys(c for n in names for c in report[n]["components"]))
     lines = ["| component | " + " | ".join(n.upper() for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     for component in components:
-        cells = [f"{report[n]['components'][component]:,}" if component in report[n]["components"] else "-" for n in names]
+        cells = [f"{report[n]['components'][component]:,}" if component in report[n]["components"] else "-"
+                 for n in names]
         lines.append(f"| {component} | " + " | ".join(cells) + " |")
     lines.append("| **total** | " + " | ".join(f"**{report[n]['total']:,}**" for n in names) + " |")
     if "ratios" in report:
-        lines.append("| DR / this | " + " | ".join(f"{report['ratios'].get(f'dr/{n}', 1.0):.2f}x" for n in names) + " |")
+        ratios = [f"{report['ratios'].get(f'dr/{n}', 1.0):.2f}x" for n in names]
+        lines.append("| DR / this | " + " | ".join(ratios) + " |")
     return "\n".join(lines)
 
 
@@ -90,7 +96,8 @@ def format_table(report: dict) -> str:
     rows = [f"{'component'.ljust(width)}  " + "  ".join(n.upper().rjust(13) for n in names)]
     for component in components + ["total"]:
         values = [report[n]["total"] if component == "total" else report[n]["components"].get(component) for n in names]
-        rows.append(f"{component.ljust(width)}  " + "  ".join(("-" if v is None else f"{v:,}").rjust(13) for v in values))
+        cells = [("-" if v is None else f"{v:,}").rjust(13) for v in values]
+        rows.append(f"{component.ljust(width)}  " + "  ".join(cells))
     if "ratios" in report:
         rows.append(f"{'DR / this'.ljust(width)}  " + "  ".join(
             f"{report['ratios'].get(f'dr/{n}', 1.0):.2f}x".rjust(13) for n in names))

@@ -131,7 +131,8 @@ class DialogueRetrievalConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.logit_scale_init_value > MAX_LOGIT_SCALE:
             raise ValueError(
-                f"logit_scale_init_value={self.logit_scale_init_value} exceeds the clamp log(100)={MAX_LOGIT_SCALE:.4f}; "
+                f"logit_scale_init_value={self.logit_scale_init_value} exceeds the clamp log(100)="
+                f"{MAX_LOGIT_SCALE:.4f}; "
                 "pass a value <= log(100) (CLIP uses 2.6592 = log(1/0.07))."
             )
         if self.image_token_id is not None and self.image_token_id < 0:
@@ -152,7 +153,8 @@ class DialogueRetrievalConfig(PreTrainedConfig):
             resp_vocab = getattr(self.response_text_config, "vocab_size", None)
             if ctx_vocab != resp_vocab:
                 raise ValueError(
-                    f"response_text_config.vocab_size ({resp_vocab}) differs from text_config.vocab_size ({ctx_vocab}): "
+                    f"response_text_config.vocab_size ({resp_vocab}) differs from text_config.vocab_size "
+                    f"({ctx_vocab}): "
                     "contexts and responses share one tokenizer, so give both encoders the same vocabulary."
                 )
         if getattr(self.vision_config, "model_type", None) in ("clip", "siglip", "blip"):

@@ -132,7 +132,9 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
         queries, _ = self._encode_context(input_ids, attention_mask, context_pixel_values, (TEXT, IMAGE), False)
         return torch.stack(queries, dim=1)
 
-    def encode_text_responses(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_text_responses(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(T, L) tokens -> (T, D) L2-normalised text response embeddings."""
         pooled = self._response_text_tower()(input_ids=input_ids, attention_mask=attention_mask)
         return F.normalize(self.response_text_projection(pooled), dim=-1)
@@ -162,7 +164,9 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
         # Row j of the batch is the k-th text (row k of embeds) or the k-th image (row T + k); one gather.
         is_image = response_modality.bool()
         n_text = response_input_ids.size(0)
-        order = torch.where(is_image, n_text + torch.cumsum(is_image.long(), 0) - 1, torch.cumsum((~is_image).long(), 0) - 1)
+        image_rank = torch.cumsum(is_image.long(), 0) - 1
+        text_rank = torch.cumsum((~is_image).long(), 0) - 1
+        order = torch.where(is_image, n_text + image_rank, text_rank)
         return embeds[order]
 
     def _resolve_modality(self, response_modality, labels, response_input_ids, response_pixel_values) -> torch.Tensor:
@@ -171,7 +175,7 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
         modality = response_modality if response_modality is not None else labels
         ref = response_input_ids if response_input_ids is not None else response_pixel_values
         if modality is None:
-            return torch.cat([torch.zeros(n_text, dtype=torch.long), torch.ones(n_image, dtype=torch.long)]).to(ref.device)
+            return torch.cat([torch.zeros(n_text), torch.ones(n_image)]).long().to(ref.device)
         modality = modality.long()
         n_image_given = int(modality.sum())
         if n_image_given != n_image or modality.numel() - n_image_given != n_text:
@@ -249,7 +253,9 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
             )
             if context_embeds is not None:
                 if return_loss:
-                    loss, logits = self._loss_and_logits(context_embeds, response_embeds, modality, response_ids, intent_logits)
+                    loss, logits = self._loss_and_logits(
+                        context_embeds, response_embeds, modality, response_ids, intent_logits
+                    )
                 else:
                     scores = modality_aware_scores(context_embeds, response_embeds, modality)
                     logits = scores * self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()

@@ -61,7 +61,9 @@ class DialogueRetrievalProcessor(ProcessorMixin):
     ):
         super().__init__(image_processor, tokenizer, **kwargs)
         if max_context_length < 3:
-            raise ValueError(f"max_context_length must leave room for special tokens and a turn, got {max_context_length}.")
+            raise ValueError(
+                f"max_context_length must leave room for special tokens and a turn, got {max_context_length}."
+            )
         self.max_context_length = max_context_length
         self.max_response_length = max_response_length
         self.image_token = image_token
@@ -70,7 +72,7 @@ class DialogueRetrievalProcessor(ProcessorMixin):
 
     @classmethod
     def from_backbones(cls, text: str, vision: str, **kwargs) -> DialogueRetrievalProcessor:
-        """The processor of ``XModel.from_backbones(text, vision)``: the text model's tokenizer + the vision one's image processor."""
+        """The processor of ``XModel.from_backbones(text, vision)``: text tokenizer + vision image processor."""
         return cls(AutoImageProcessor.from_pretrained(vision), AutoTokenizer.from_pretrained(text), **kwargs)
 
     @property
@@ -165,7 +167,7 @@ class DialogueRetrievalProcessor(ProcessorMixin):
     ) -> BatchFeature:
         """Return a `BatchFeature` with the keys of docs/internals.md (only those whose inputs were given)."""
         if return_tensors not in ("pt", None):
-            raise ValueError(f"DialogueRetrievalProcessor returns PyTorch tensors only, got return_tensors={return_tensors!r}.")
+            raise ValueError(f"DialogueRetrievalProcessor returns PyTorch tensors only, got {return_tensors!r}.")
         data: dict[str, torch.Tensor] = {}
         if dialogues is not None:
             if len(dialogues) > 0 and isinstance(dialogues[0], (dict, str)):

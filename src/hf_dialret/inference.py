@@ -1,0 +1,301 @@
+"""Fast encoding of dialogues and candidate responses with any hf_dialret retriever.
+
+``encode_contexts(model, processor, dialogues)`` and ``encode_responses(model, processor, responses)`` return
+L2-normalised float32 embeddings in input order. What makes them fast, and why:
+
+- **Tokenise once per chunk, not per batch.** One processor call covers ``chunk_size`` inputs (the fast tokenizer
+  batches in Rust); the model loop then only slices tensors, so no per-example Python runs between forward passes.
+- **Length buckets.** The chunk is sorted by true token length (longest first, so the peak memory comes at once)
+  and every batch is cut to its own longest row: far less padding than batches in input order, where one long
+  dialogue pads its whole batch. Results are written back at their input positions.
+- **``torch.inference_mode``** (no autograd bookkeeping) and **SDPA attention** (:func:`ensure_sdpa`).
+- **bf16 autocast where the hardware has it** (``precision="auto"``): CUDA GPUs with bf16, and CPUs with native
+  bf16 matmuls (AVX512-BF16 or AMX, read from ``/proc/cpuinfo``). CPUs without them emulate bf16, which is slower
+  than fp32, so ``auto`` keeps fp32 there. One autocast region spans the whole loop, so each weight is cast to bf16
+  once per call, not once per batch.
+
+Works with DR, SDR, MDR and DialCLIP (also inside a ``PeftModel``): only the contract of ``docs/internals.md`` and
+the processor's output keys are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS = ("auto", "fp32", "bf16")
+#: /proc/cpuinfo flags of CPUs that multiply bf16 natively (AVX512-BF16 dot products, AMX tiles).
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: Padded (ids, mask) pairs whose columns are cut to the longest row of each batch.
+_TOKEN_PAIRS = (
+    ("input_ids", "attention_mask"),
+    ("response_input_ids", "response_attention_mask"),
+    ("context_input_ids", "context_attention_mask"),
+)
+#: DialCLIP's per-turn tensors and the key holding the dialogue (batch row) of each of their rows.
+_INDEXED = {
+    "context_input_ids": "context_text_batch_index",
+    "context_attention_mask": "context_text_batch_index",
+    "context_pixel_values": "context_image_batch_index",
+}
+
+
+# ------------------------------------------------------------------------------------------------------ precision
+@lru_cache(maxsize=1)
+def cpu_bf16_flags() -> frozenset[str]:
+    """The native-bf16 flags of this CPU (empty when there are none or ``/proc/cpuinfo`` cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return BF16_CPU_FLAGS & set(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """Whether bf16 matmuls run natively (faster than fp32) on ``device``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(cpu_bf16_flags())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> Literal["fp32", "bf16"]:
+    """``"auto"`` -> ``"bf16"`` where :func:`bf16_is_fast`, else ``"fp32"``; explicit choices are kept."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return precision  # type: ignore[return-value]
+
+
+def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` for ``"bf16"`` (weights stay fp32; matmuls run in bf16), else nothing."""
+    device = torch.device(device)
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def ensure_sdpa(model: torch.nn.Module) -> list[str]:
+    """Switch every transformers sub-model that runs eager attention to SDPA; return those that could not switch.
+
+    SDPA fuses softmax(QK^T)V into one kernel (flash/memory-efficient on GPU, a fused kernel on CPU).
+    transformers picks it by default, but a model loaded with ``attn_implementation="eager"`` would keep the slow path.
+    """
+    from transformers import PreTrainedModel
+
+    stuck = []
+    for name, module in model.named_modules():
+        config = getattr(module, "config", None)
+        if not isinstance(module, PreTrainedModel) or getattr(config, "_attn_implementation", None) != "eager":
+            continue
+        try:
+            module.set_attn_implementation("sdpa")
+        except (ValueError, ImportError, NotImplementedError):
+            stuck.append(name or type(module).__name__)
+    return stuck
+
+
+# ------------------------------------------------------------------------------------------------------- slicing
+def _model_device(model: torch.nn.Module) -> torch.device:
+    device = getattr(model, "device", None)
+    return device if isinstance(device, torch.device) else next(model.parameters()).device
+
+
+def _base(model: Any) -> Any:
+    get_base = getattr(model, "get_base_model", None)  # a PeftModel (DialCLIP adapter)
+    return get_base() if callable(get_base) else model
+
+
+def _accepted(method: Any) -> frozenset[str]:
+    return frozenset(inspect.signature(method).parameters)
+
+
+def _placeholder_rows(batch: dict[str, torch.Tensor], image_token_id: int | None) -> torch.Tensor | None:
+    """Row of each context image of a DR/SDR/MDR batch: placeholders in row-major order = images in order."""
+    if "context_pixel_values" not in batch or "context_image_batch_index" in batch or image_token_id is None:
+        return None
+    return (batch["input_ids"] == image_token_id).nonzero()[:, 0]
+
+
+def _slice(batch: dict[str, torch.Tensor], rows: torch.Tensor, image_rows: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The sub-batch of ``rows`` (in that order), every padded (ids, mask) pair cut to its longest row."""
+    n = int(batch["_n"])
+    position = torch.full((n,), -1, dtype=torch.long, device=rows.device)
+    position[rows] = torch.arange(rows.numel(), device=rows.device)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in batch.items():
+        if key == "_n":
+            continue
+        if key in _INDEXED and _INDEXED[key] in batch:  # DialCLIP turns: keep those of the rows, renumber
+            owner = position[batch[_INDEXED[key]]]
+            out[key] = value[owner >= 0]
+        elif key in ("context_text_batch_index", "context_image_batch_index"):
+            owner = position[value]
+            out[key] = owner[owner >= 0]
+        elif key == "context_pixel_values" and image_rows is not None:
+            owner = position[image_rows]
+            keep = (owner >= 0).nonzero()[:, 0]
+            # Images must follow the placeholders of the new row order: stable sort by new row.
+            out[key] = value[keep[torch.argsort(owner[keep], stable=True)]]
+        elif value.dim() > 0 and value.size(0) == n:
+            out[key] = value[rows]
+        else:
+            out[key] = value
+    for ids, mask in _TOKEN_PAIRS:
+        if mask in out and out[mask].numel() > 0:
+            width = max(int(out[mask].sum(1).max()), 1)
+            out[ids], out[mask] = out[ids][:, :width], out[mask][:, :width]
+    return out
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]
+
+
+# ------------------------------------------------------------------------------------------------------ encoding
+def _run(
+    model: Any, method_name: str, encoded: dict[str, torch.Tensor], lengths: torch.Tensor, batch_size: int,
+    image_token_id: int | None, **extra: Any,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(rows, embeddings)`` per length bucket of one tokenised chunk (longest bucket first)."""
+    method = getattr(model, method_name)
+    accepted = _accepted(method)
+    device = _model_device(model)
+    encoded = {k: v.to(device, non_blocking=True) for k, v in encoded.items() if torch.is_tensor(v) and k in accepted}
+    encoded["_n"] = torch.tensor(lengths.numel())
+    image_rows = _placeholder_rows(encoded, image_token_id)
+    order = torch.argsort(lengths.to(device), descending=True, stable=True)
+    for rows in order.split(batch_size):
+        yield rows, method(**_slice(encoded, rows, image_rows), **extra)
+
+
+def _finish(embeds: torch.Tensor) -> torch.Tensor:
+    # Under autocast the projection ran in bf16; normalise again in fp32 so that every row has unit norm.
+    return F.normalize(embeds.float(), dim=-1)
+
+
+def encode_contexts(
+    model: Any,
+    processor: Any,
+    dialogues: Sequence[Any],
+    batch_size: int = 64,
+    precision: Precision = "auto",
+    modality: str | None = None,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Query embeddings of ``dialogues``: ``(N, 2, D)`` (``(N, D)`` with ``modality="text"|"image"``), float32, in
+    input order, on the model's device.
+
+    Args:
+        model: an hf_dialret retriever (DR, SDR, MDR, DialCLIP, or a ``PeftModel`` around one).
+        processor: its processor (``DialogueRetrievalProcessor`` or ``DialCLIPProcessor``).
+        dialogues: lists of turns, as the processor takes them.
+        batch_size: dialogues per forward pass.
+        precision: ``"auto"`` (bf16 autocast where the hardware multiplies bf16 natively), ``"fp32"`` or ``"bf16"``.
+        modality: only the query for this response modality.
+        chunk_size: dialogues tokenised (and length-sorted) together; default ``16 * batch_size``. Larger chunks
+            bucket better; they hold the chunk's tokens (and context images) in memory.
+    """
+    base = _base(model)
+    extra = {} if modality is None else {"modality": modality}
+    return _encode(
+        model, lambda items: processor(dialogues=list(items), return_tensors="pt"), dialogues, "encode_context",
+        "attention_mask", batch_size, precision, chunk_size, getattr(base.config, "image_token_id", None), extra,
+    )
+
+
+def encode_responses(
+    model: Any,
+    processor: Any,
+    responses: Sequence[Any],
+    batch_size: int = 64,
+    precision: Precision = "auto",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Embeddings ``(R, D)`` of text and/or image ``responses`` (strings, PIL images or response dicts), float32, in
+    input order, on the model's device. Texts are length-bucketed; images have one size and are batched in order.
+    See :func:`encode_contexts` for the arguments."""
+    kinds = torch.tensor([_is_image(r) for r in responses], dtype=torch.bool)
+    text_index, image_index = (~kinds).nonzero()[:, 0], kinds.nonzero()[:, 0]
+    groups = [(text_index, "response_attention_mask"), (image_index, None)]
+    parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for index, mask_key in groups:
+        if index.numel() == 0:
+            continue
+        items = [responses[i] for i in index.tolist()]
+        embeds = _encode(
+            model, lambda chunk: processor(responses=list(chunk), return_tensors="pt"), items, "encode_responses",
+            mask_key, batch_size, precision, chunk_size, None, {},
+        )
+        parts.append((index, embeds))
+    if not parts:
+        raise ValueError("encode_responses needs at least one response")
+    out = parts[0][1].new_empty((len(responses), parts[0][1].size(-1)))
+    for index, embeds in parts:
+        out[index.to(out.device)] = embeds
+    return out
+
+
+def _is_image(response: Any) -> bool:
+    if isinstance(response, Image.Image):
+        return True
+    if isinstance(response, dict):
+        return response.get("modality") == "image" or (response.get("modality") is None and response.get("text") is None)
+    return False
+
+
+def _encode(
+    model: Any, tokenize: Any, items: Sequence[Any], method_name: str, mask_key: str | None, batch_size: int,
+    precision: str, chunk_size: int | None, image_token_id: int | None, extra: dict[str, Any],
+) -> torch.Tensor:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = _model_device(model)
+    chunk_size = chunk_size or 16 * batch_size
+    out: torch.Tensor | None = None
+    was_training = bool(getattr(model, "training", False))
+    model.eval()  # no dropout while encoding
+    try:
+        # One autocast region for every chunk: its weight-cast cache then casts each weight once, not per batch.
+        with torch.inference_mode(), autocast(device, precision):
+            for start, chunk in _chunks(items, chunk_size):
+                encoded = dict(tokenize(chunk))
+                lengths = encoded[mask_key].sum(1) if mask_key else torch.zeros(len(chunk), dtype=torch.long)
+                for rows, embeds in _run(model, method_name, encoded, lengths, batch_size, image_token_id, **extra):
+                    if out is None:
+                        out = torch.empty((len(items), *embeds.shape[1:]), dtype=torch.float32, device=device)
+                    out[rows + start] = _finish(embeds)
+    finally:
+        model.train(was_training)
+    if out is None:
+        raise ValueError("nothing to encode: the input sequence is empty")
+    return out
+
+
+__all__ = [
+    "PRECISIONS",
+    "Precision",
+    "autocast",
+    "bf16_is_fast",
+    "cpu_bf16_flags",
+    "encode_contexts",
+    "encode_responses",
+    "ensure_sdpa",
+    "resolve_precision",
+]
