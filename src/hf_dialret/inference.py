@@ -103,6 +103,8 @@ def ensure_sdpa(model: torch.nn.Module) -> list[str]:
         config = getattr(module, "config", None)
         if not isinstance(module, PreTrainedModel) or getattr(config, "_attn_implementation", None) != "eager":
             continue
+        if not any("Attention" in type(sub).__name__ for sub in module.modules()):
+            continue  # e.g. a ResNet: "eager" is only the config's default, there is no attention to switch
         try:
             module.set_attn_implementation("sdpa")
         except (ValueError, ImportError, NotImplementedError):

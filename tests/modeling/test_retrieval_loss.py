@@ -119,3 +119,23 @@ def test_absent_modality_keeps_the_graph_and_positive_index_selects_rows():
         modality_aware_scores(context.detach(), pool, pool_modality) * math.e, torch.arange(5, 10)
     )
     assert shifted.item() == pytest.approx(direct.item(), rel=1e-6)
+
+
+def test_one_modality_batch_against_a_mixed_pool_gives_a_finite_loss():
+    # Image-only rows (e.g. one DDP rank's share) scored against a gathered pool that also holds texts: the text
+    # term is empty and the masked logits hold finfo.min, which must not turn the loss into nan.
+    context, candidates, _, _, _ = _fixed_inputs()
+    context.requires_grad_(True)
+    rows_modality = torch.ones(2, dtype=torch.long)
+    pool_modality = torch.tensor([0, 1, 0, 1, 0])
+    loss, _ = dialogue_retrieval_loss(
+        context[:2], rows_modality, candidates, pool_modality, torch.tensor(1.0),
+        positive_index=torch.tensor([1, 3]), joint_pool=False,
+    )
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(context.grad).all()
+    expected = F.cross_entropy(
+        modality_aware_scores(context.detach()[:2], candidates[[1, 3]], torch.ones(2, dtype=torch.long)) * math.e,
+        torch.tensor([0, 1]),
+    )
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)

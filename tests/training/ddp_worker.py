@@ -25,16 +25,9 @@ from retriever_fixtures import collator, tiny_corpus, tiny_model, tiny_processor
 from hf_dialret.training import DialogueRetrievalTrainer, DialogueRetrievalTrainingArguments  # noqa: E402
 
 
-def main(output: str, architecture: str) -> None:
-    torch.set_num_threads(1)
-    args = DialogueRetrievalTrainingArguments(
-        output_dir=os.path.join(os.path.dirname(output), "trainer"), per_device_train_batch_size=4, max_steps=2,
-        save_strategy="no", report_to="none", use_cpu=True, ddp_backend="gloo", disable_tqdm=True,
-        per_device_eval_batch_size=8, learning_rate=1e-3,
-    )
+def check(architecture: str, args: DialogueRetrievalTrainingArguments, processor, corpus) -> dict:
+    """The gradient check and the Trainer smoke test for one architecture; the report (rank 0) or {}."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    processor = tiny_processor()
-    corpus = tiny_corpus(num_train=24, num_test=9)
     train = [corpus["train"][i] for i in range(len(corpus["train"]))]
     texts = [row for row in train if row["response"]["modality"] == "text"]
     images = [row for row in train if row["response"]["modality"] == "image"]
@@ -75,16 +68,28 @@ def main(output: str, architecture: str) -> None:
     metrics = smoke.evaluate(corpus["test"])
     all_metrics = [None] * world
     dist.all_gather_object(all_metrics, metrics)
-    if rank == 0:
-        report = {
-            "loss": float(mean_loss), "reference_loss": float(reference_loss), "max_grad_diff": max_grad_diff,
-            "missing_grads": sorted(set(ref_grads) - set(grads)), "local_only_loss": local_only_loss,
-            "steps": smoke.state.global_step, "metrics": all_metrics,
-        }
+    return {
+        "loss": float(mean_loss), "reference_loss": float(reference_loss), "max_grad_diff": max_grad_diff,
+        "missing_grads": sorted(set(ref_grads) - set(grads)), "local_only_loss": local_only_loss,
+        "steps": smoke.state.global_step, "metrics": all_metrics,
+    }
+
+
+def main(output: str, architectures: list[str]) -> None:
+    torch.set_num_threads(1)
+    args = DialogueRetrievalTrainingArguments(
+        output_dir=os.path.join(os.path.dirname(output), "trainer"), per_device_train_batch_size=4, max_steps=2,
+        save_strategy="no", report_to="none", use_cpu=True, ddp_backend="gloo", disable_tqdm=True,
+        per_device_eval_batch_size=8, learning_rate=1e-3,
+    )
+    processor = tiny_processor()
+    corpus = tiny_corpus(num_train=24, num_test=9)
+    reports = {architecture: check(architecture, args, processor, corpus) for architecture in architectures}
+    if dist.get_rank() == 0:
         with open(output, "w") as handle:
-            json.dump(report, handle)
+            json.dump(reports, handle)
     dist.barrier()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2:])

@@ -24,7 +24,7 @@ logger = logging.getLogger("hf_dialret.train")
 DESCRIPTION = "Train a dialogue response retriever (DR, SDR, MDR), evaluate it on every protocol and save it."
 EPILOG = """\
 defaults of the tiny preset (--text-backbone tiny and --vision-backbone tiny, from scratch), applied to the
-training options you do not pass: --per_device_train_batch_size 256 --learning_rate 2e-3 --warmup_steps 0.05
+training options you do not pass: --per_device_train_batch_size 256 --learning_rate 1e-3 --warmup_steps 0.1
 --lr_scheduler_type cosine --max_steps 3000 --max_train_seconds 300 --logging_steps 20 --save_strategy no.
 The time budget covers pre-encoding and the training loop; the learning rate decays over whichever of
 max_steps / max_train_seconds ends first.
@@ -40,8 +40,8 @@ examples:
 
 TINY_PRESET: dict[str, Any] = {
     "per_device_train_batch_size": 256,
-    "learning_rate": 2e-3,
-    "warmup_steps": 0.05,
+    "learning_rate": 1e-3,
+    "warmup_steps": 0.1,
     "lr_scheduler_type": "cosine",
     "max_steps": 3000,
     "max_train_seconds": 300.0,

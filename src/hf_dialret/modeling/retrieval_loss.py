@@ -43,7 +43,9 @@ def modality_aware_scores(
 
 def _mean_ce(logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     if not bool(rows.any()):
-        return logits.sum() * 0.0  # keeps the graph connected (DDP) when a modality is absent from the batch
+        # An empty selection sums to 0 and keeps the graph connected (DDP) when a modality is absent; summing the
+        # masked logits themselves would overflow (finfo.min) and give -inf * 0 = nan.
+        return logits[rows].sum() * 0.0
     return F.cross_entropy(logits[rows], target[rows])
 
 
