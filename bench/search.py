@@ -8,8 +8,8 @@ What is measured (each index in its own worker process, so peak memory is that i
 - ``exact``: FAISS ``IndexFlatIP`` (raw), ``ResponseIndex`` with the default exact factory, and the machine's limit
   for the same scan: one big matrix product (torch ``mm`` over database blocks + ``topk``), runs interleaved;
   queries/s as the median over ``--runs``, and the two ratios ResponseIndex / raw FAISS and raw FAISS / matmul.
-- ``ivfpq`` (``IVF1024,PQ64``: 1,024 lists, 64-byte codes, trained on 64 vectors per list as ResponseIndex does)
-  and ``hnsw`` (``HNSW16``, efConstruction 32), raw FAISS: build time, queries/s at two search settings, recall@10
+- ``ivfpq`` (``IVF1024,PQ64np``: 1,024 lists, 64-byte codes, no polysemous training, trained on 64 vectors per
+  list as ResponseIndex does) and ``hnsw`` (``HNSW16``, efConstruction 32), raw FAISS: build time, queries/s at two search settings, recall@10
   against the exact top-10.
 - memory: peak RSS of the worker minus its RSS after loading the data (psutil), i.e. what the index adds.
 
@@ -178,7 +178,7 @@ def run_worker(args: argparse.Namespace, name: str, directory: Path) -> dict:
 
 HNSW_EF_CONSTRUCTION = 32
 WORKERS = {
-    "ivfpq": ("IVF1024,PQ64", ["nprobe=8", "nprobe=32"]),
+    "ivfpq": ("IVF1024,PQ64np", ["nprobe=8", "nprobe=32"]),
     "hnsw": ("HNSW16", ["efSearch=32", "efSearch=128"]),
 }
 

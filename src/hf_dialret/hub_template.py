@@ -14,8 +14,9 @@ MODEL_CARD_TEMPLATE = """---
 
 {{ summary }}
 
-This model was trained and published with `hf_dialret`, a Hugging Face plugin for multimodal dialogue response retrieval: given a dialogue history (text turns, possibly with images), rank a
-pool of candidate responses that mixes text replies and images.
+This model was trained and published with `hf_dialret`, a Hugging Face plugin for multimodal dialogue response
+retrieval: given a dialogue history (text turns, possibly with images), rank a pool of candidate responses that
+mixes text replies and images.
 
 ## Model details
 
@@ -152,7 +153,7 @@ retriever = pipeline("dialogue-response-retrieval", model="{repo_id}", index="my
 print(retriever(["I went hiking last weekend.", "Nice! Any photos?"], top_k=2))'''
 
 #: Usage for DialCLIP adapters: the base CLIP is loaded first, then the adapter (needs hf_dialret installed).
-USAGE_ADAPTER = '''import hf_dialret  # registers the DialCLIP PEFT method and the "dialogue-response-retrieval" pipeline
+USAGE_ADAPTER = '''import hf_dialret  # registers the DialCLIP PEFT method and the pipeline task
 from transformers import pipeline
 from hf_dialret.retrieval import ResponseIndex
 from hf_dialret.retrieval.loading import load_retriever

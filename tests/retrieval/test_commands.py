@@ -62,7 +62,8 @@ def test_clear_errors(mdr_dir, dr_dir, sources, mdr_index_dir, tmp_path, capsys)
     assert f"{bad}:2: malformed JSON" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
-    assert cli(["index", "--model", str(tmp_path), "--candidates", sources["txt"], "--output", str(tmp_path / "x")]) == 1
+    no_model = str(tmp_path)
+    assert cli(["index", "--model", no_model, "--candidates", sources["txt"], "--output", str(tmp_path / "x")]) == 1
     assert "holds no saved model" in capsys.readouterr().err
 
     assert cli(["search", "--index", mdr_index_dir, "--model", dr_dir, "--turn", "hi", "--device", "cpu"]) == 1

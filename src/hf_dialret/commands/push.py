@@ -46,7 +46,8 @@ def training_details(model_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     state = json.loads(path.read_text(encoding="utf-8"))
-    names = {"global_step": "optimizer steps", "num_train_epochs": "epochs", "train_batch_size": "batch size per device"}
+    names = {"global_step": "optimizer steps", "num_train_epochs": "epochs",
+             "train_batch_size": "batch size per device"}
     return {label: state[key] for key, label in names.items() if state.get(key) is not None}
 
 

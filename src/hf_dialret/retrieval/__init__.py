@@ -13,7 +13,7 @@ from .pipeline import TASK, DialogueResponseRetrievalPipeline, register_pipeline
 
 _LAZY = {
     "ResponseIndex": "index",
-    "RetrievalHit": "index",
+    "RetrievalHit": "candidates",
     "Candidate": "candidates",
 }
 

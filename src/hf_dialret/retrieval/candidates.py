@@ -166,3 +166,30 @@ def count_hint(*sources: Iterable[Any] | None) -> int | None:
         except TypeError:
             return None
     return total
+
+
+@dataclass(frozen=True)
+class RetrievalHit:
+    """One ranked search result: the candidate's id in the index, its modality, its cosine score, the candidate."""
+
+    id: int
+    score: float
+    modality: str
+    candidate: Candidate
+
+    @property
+    def value(self) -> Any:
+        """The candidate itself: the text, the image path, or (in-memory images) the decoded PIL image."""
+        return self.candidate.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": self.score, "modality": self.modality, self.modality: self.value}
+
+
+def precomputed_candidate(value: Any, modality: str) -> Candidate:
+    """Payload of a precomputed embedding: a str is the text, or the image path (not opened: nothing is encoded)."""
+    if isinstance(value, Candidate):
+        return value
+    if isinstance(value, str):
+        return Candidate(modality, text=value) if modality == "text" else Candidate(modality, image_path=value)
+    return to_candidate(value)

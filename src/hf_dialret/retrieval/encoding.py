@@ -139,7 +139,8 @@ def normalize_dialogue(dialogue: Any) -> list[Any]:
     if isinstance(dialogue, str):
         dialogue = [dialogue]
     if not isinstance(dialogue, (list, tuple)) or not dialogue:
-        raise ValueError(f"a dialogue must be a non-empty list of turns, got {type(dialogue).__name__} {str(dialogue)[:60]!r}")
+        shown = f"{type(dialogue).__name__} {str(dialogue)[:60]!r}"
+        raise ValueError(f"a dialogue must be a non-empty list of turns, got {shown}")
     turns: list[Any] = []
     for i, turn in enumerate(dialogue):
         if isinstance(turn, str):

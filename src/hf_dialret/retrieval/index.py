@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
 import faiss
 import numpy as np
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..modeling.modeling_outputs import RESPONSE_MODALITIES
-from .candidates import Candidate, count_hint, iter_candidates, to_candidate
+from .candidates import Candidate, RetrievalHit, count_hint, iter_candidates, precomputed_candidate
 from .encoding import (
     PROBE_MIN_COSINE,
     ModelIdentity,
@@ -36,43 +36,11 @@ from .encoding import (
     model_identity,
     probe_embedding,
 )
+from .ranking import SearchModality, search_pools, select_pools, train_index
 from .storage import atomic_write_dir, read_index_files, write_index_files
 
-SearchModality = Literal["auto", "both", "text", "image"]
 #: Vectors are normalised and handed to FAISS in chunks of this many rows, so adding never doubles the memory.
 _ADD_CHUNK = 65536
-#: IVF indexes are trained on a random subset of 64 vectors per list (FAISS warns below 39 and caps at 256): k-means
-#: quality saturates well before the cap, and training time grows linearly with the sample. Other trainable indexes
-#: (PQ, SQ alone) use at most _MAX_TRAIN vectors.
-_TRAIN_PER_LIST = 64
-_MAX_TRAIN = 65536
-
-
-@dataclass(frozen=True)
-class RetrievalHit:
-    """One ranked search result: the candidate's id in the index, its modality, its cosine score, the candidate."""
-
-    id: int
-    score: float
-    modality: str
-    candidate: Candidate
-
-    @property
-    def value(self) -> Any:
-        """The candidate itself: the text, the image path, or (in-memory images) the decoded PIL image."""
-        return self.candidate.value
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "score": self.score, "modality": self.modality, self.modality: self.value}
-
-
-def _precomputed_candidate(value: Any, modality: str) -> Candidate:
-    """Payload of a precomputed embedding: a str is the text, or the image path (not opened: nothing is encoded)."""
-    if isinstance(value, Candidate):
-        return value
-    if isinstance(value, str):
-        return Candidate(modality, text=value) if modality == "text" else Candidate(modality, image_path=value)
-    return to_candidate(value)
 
 
 class ResponseIndex:
@@ -262,7 +230,7 @@ class ResponseIndex:
         else:
             if len(candidates) != n:
                 raise ValueError(f"{len(candidates)} candidates for {n} embeddings")
-            records = [_precomputed_candidate(c, str(m)) for c, m in zip(candidates, modalities)]
+            records = [precomputed_candidate(c, str(m)) for c, m in zip(candidates, modalities)]
         vectors = {m: embeddings[modalities == m] if len(set(modalities)) > 1 else embeddings
                    for m in RESPONSE_MODALITIES if (modalities == m).any()}
         return self._add_vectors(vectors, records)
@@ -270,6 +238,11 @@ class ResponseIndex:
     def _sub_index(self, modality: str) -> faiss.Index:
         if modality not in self._indexes:
             index = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+            inner = faiss.try_extract_index_ivf(index)
+            if isinstance(faiss.downcast_index(inner) if inner is not None else None, faiss.IndexIVFPQ):
+                # Polysemous training (the factory's default for IVF-PQ) takes minutes and only serves Hamming
+                # pre-filtering, which search() never enables: skip it (as the "np" factory suffix does).
+                faiss.downcast_index(inner).do_polysemous_training = False
             if self.search_parameters:
                 faiss.ParameterSpace().set_index_parameters(index, self.search_parameters)
             self._indexes[modality] = index
@@ -282,7 +255,7 @@ class ResponseIndex:
         for modality, block in vectors.items():
             index = self._sub_index(modality)
             if not index.is_trained:
-                self._train(index, modality, block)
+                train_index(index, block, f"{self.factory!r} index on {len(block)} {modality} candidates")
             for start in range(0, len(block), _ADD_CHUNK):
                 # A normalised copy per chunk: never mutates the caller's array, never holds a second full copy.
                 part = np.array(block[start : start + _ADD_CHUNK], dtype=np.float32, order="C", copy=True)
@@ -291,23 +264,6 @@ class ResponseIndex:
             self._ids[modality] = np.concatenate([self._ids[modality], ids[record_modality == modality]])
         self._candidates.extend(records)
         return ids.tolist()
-
-    def _train(self, index: faiss.Index, modality: str, block: np.ndarray) -> None:
-        try:
-            limit = max(_TRAIN_PER_LIST * faiss.extract_index_ivf(index).nlist, _MAX_TRAIN)
-        except RuntimeError:  # not an IVF index
-            limit = _MAX_TRAIN
-        rng = np.random.default_rng(0)
-        rows = np.sort(rng.choice(len(block), limit, replace=False)) if len(block) > limit else slice(None)
-        sample = np.array(block[rows], dtype=np.float32, order="C", copy=True)
-        faiss.normalize_L2(sample)
-        try:
-            index.train(sample)
-        except RuntimeError as error:
-            raise ValueError(
-                f"cannot train the {self.factory!r} index on {len(block)} {modality} candidates ({error}); "
-                "approximate indexes need many more candidates than lists/codes: use factory='Flat' for small pools"
-            ) from None
 
     def set_search_parameters(self, parameters: str) -> None:
         """FAISS search-time knobs for approximate indexes, e.g. ``"nprobe=32"`` (IVF) or ``"efSearch=128"`` (HNSW)."""
@@ -366,45 +322,13 @@ class ResponseIndex:
             raise ValueError(f"model/index mismatch: queries of shape {queries.shape}, index holds {self.dim}-dim")
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
-        pools = self._pools(len(queries), modality, intent_logits)
-        scores = np.full((len(queries), len(RESPONSE_MODALITIES), k), -np.inf, dtype=np.float32)
-        found = np.full(scores.shape, -1, dtype=np.int64)
-        for m, name in enumerate(RESPONSE_MODALITIES):
-            rows = np.flatnonzero(pools[:, m])
-            index = self._indexes.get(name)
-            if rows.size == 0 or index is None or index.ntotal == 0:
-                continue
-            query = queries[rows, min(m, queries.shape[1] - 1)]  # fancy indexing: a fresh contiguous copy
-            faiss.normalize_L2(query)
-            distances, positions = index.search(query, k)
-            valid = positions >= 0  # FAISS pads with -1 when a pool has fewer than k candidates
-            scores[rows, m] = np.where(valid, distances, -np.inf)
-            found[rows, m] = np.where(valid, self._ids[name][np.maximum(positions, 0)], -1)
-        flat_scores, flat_ids = scores.reshape(len(queries), -1), found.reshape(len(queries), -1)
-        order = np.argsort(-flat_scores, axis=1, kind="stable")[:, :k]
-        top_scores = np.take_along_axis(flat_scores, order, axis=1).tolist()
-        top_ids = np.take_along_axis(flat_ids, order, axis=1).tolist()
+        pools = select_pools(len(queries), modality, intent_logits, self._joint())
+        top_scores, top_ids = search_pools(self._indexes, self._ids, queries, pools, k)
         candidates = self._candidates
         return [
             [RetrievalHit(i, s, candidates[i].modality, candidates[i]) for s, i in zip(row_s, row_i) if i >= 0]
             for row_s, row_i in zip(top_scores, top_ids)
         ]
-
-    def _pools(self, batch: int, modality: SearchModality, intent_logits: np.ndarray | None) -> np.ndarray:
-        """(B, 2) booleans: which modality pools each query searches."""
-        pools = np.zeros((batch, len(RESPONSE_MODALITIES)), dtype=bool)
-        if modality in RESPONSE_MODALITIES:
-            pools[:, RESPONSE_MODALITIES.index(modality)] = True
-        elif modality == "both" or (modality == "auto" and self._joint()):
-            pools[:] = True
-        elif modality == "auto":
-            # DR / SDR: search the pool of the predicted response modality only (the two-step inference).
-            if intent_logits is None:
-                raise ValueError("modality='auto' with an intent model needs intent_logits (or pick a modality)")
-            pools[np.arange(batch), np.asarray(intent_logits).argmax(axis=1)] = True
-        else:
-            raise ValueError(f"modality must be 'auto', 'both', 'text' or 'image', got {modality!r}")
-        return pools
 
     def _joint(self) -> bool:
         return self.model_info is None or self.model_info.joint_response_pool

@@ -23,7 +23,8 @@ def _resolve_device(device: str | None) -> torch.device:
 def load_retriever(path: str, device: str | None = None, processor_path: str | None = None) -> tuple[Any, Any]:
     """Return ``(model, processor)`` in eval mode on ``device`` ("auto": CUDA when available)."""
     adapter_config = os.path.join(path, "adapter_config.json")
-    if os.path.isdir(path) and not os.path.isfile(adapter_config) and not os.path.isfile(os.path.join(path, "config.json")):
+    has_config = os.path.isfile(os.path.join(path, "config.json"))
+    if os.path.isdir(path) and not os.path.isfile(adapter_config) and not has_config:
         raise FileNotFoundError(f"{path} holds no saved model (neither config.json nor adapter_config.json)")
     if os.path.isfile(adapter_config):
         # A DialCLIP prompt adapter (the only PEFT adapters hf_dialret writes): its base CLIP comes first.
