@@ -255,6 +255,8 @@ def main() -> None:
         print(markdown_table(["config", "batch", "params / trainable", "ex/s fp32", "ex/s bf16", "bf16 speed-up",
                               "GFLOP/step", "fp32 FLOP/s of matmul GFLOP/s", "bf16 FLOP/s of matmul GFLOP/s",
                               "collate/batch (of fp32 step)", "context padding", "peak RSS MiB", "load"], rows))
+    if not args.repeats:  # --repeats 0: no cached-loss comparison
+        return
     cached = [in_subprocess("--cached", mode, args) for _ in range(args.repeats) for mode in ("plain", "cached")]
     for r in cached:
         print(f"# {json.dumps(r)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from conftest import EVAL_REPORT
+from hub_helpers import EVAL_REPORT
 from huggingface_hub import CommitInfo, HfApi, ModelCard
 
 from hf_dialret.cli import main as cli

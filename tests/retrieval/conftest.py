@@ -6,6 +6,7 @@ import pytest
 import torch
 from retrieval_helpers import TEXTS, image
 
+
 def _model(model_class, config_class, tiny_config, seed: int = 0, **kwargs):
     torch.manual_seed(seed)
     return model_class(tiny_config(config_class, **kwargs)).eval()

@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from transformers import HfArgumentParser
 
@@ -30,7 +30,7 @@ class SearchArguments:
     )
     dialogue: str | None = field(default=None, metadata={"help": "JSON file with the dialogue(s), instead of --turn."})
     top_k: int = field(default=10, metadata={"help": "Number of responses to return per dialogue."})
-    modality: str = field(
+    modality: Literal["auto", "both", "text", "image"] = field(
         default="auto",
         metadata={"help": "auto (DR/SDR: predicted modality; MDR/DialCLIP: joint pool), both, text or image."},
     )
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         dialogues = _load_dialogues(args)
         model, processor = load_retriever(_model_source(args), args.device, args.processor)
         index = ResponseIndex.load(args.index, model, processor, check_model=not args.no_check)
-        results = index.search(dialogues, args.top_k, modality=args.modality)  # type: ignore[arg-type]
+        results = index.search(dialogues, args.top_k, modality=args.modality)
     except (OSError, ValueError, TypeError) as error:
         print(f"hf-dialret search: error: {error}", file=sys.stderr)
         return 1

@@ -252,10 +252,12 @@ class ResponseIndex:
         first = len(self._candidates)
         ids = np.arange(first, first + len(records), dtype=np.int64)
         record_modality = np.array([c.modality for c in records], dtype=object)
-        for modality, block in vectors.items():
+        for modality, block in vectors.items():  # train everything first: a failure must leave nothing half-added
             index = self._sub_index(modality)
             if not index.is_trained:
                 train_index(index, block, f"{self.factory!r} index on {len(block)} {modality} candidates")
+        for modality, block in vectors.items():
+            index = self._indexes[modality]
             for start in range(0, len(block), _ADD_CHUNK):
                 # A normalised copy per chunk: never mutates the caller's array, never holds a second full copy.
                 part = np.array(block[start : start + _ADD_CHUNK], dtype=np.float32, order="C", copy=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 import torch
@@ -128,9 +129,20 @@ def test_approximate_factories_train_and_recall(factory, params, min_recall):
     exact = ResponseIndex.from_embeddings(data)
     approx = ResponseIndex.from_embeddings(data, factory=factory)
     approx.set_search_parameters(params)
+    if "PQ" in factory:  # FAISS's slow polysemous training is switched off (search never uses it)
+        assert not faiss.downcast_index(faiss.extract_index_ivf(approx._indexes["text"])).do_polysemous_training
     truth = [{h.id for h in row} for row in exact.search_embeddings(queries, k=10)]
     found = [{h.id for h in row} for row in approx.search_embeddings(queries, k=10)]
     assert np.mean([len(f & t) / 10 for f, t in zip(found, truth)]) >= min_recall
+
+
+def test_a_failed_training_adds_nothing():
+    index = ResponseIndex(16, "IVF32,Flat")
+    data = _clustered(2000, 16)
+    with pytest.raises(ValueError, match="image candidates"):  # enough texts to train, too few images
+        index.add_embeddings(data[:1010], modality=["text"] * 1000 + ["image"] * 10)
+    assert len(index) == 0 and index.counts == {"text": 0, "image": 0}
+    assert all(sub.ntotal == 0 for sub in index._indexes.values())
 
 
 def test_factory_errors_are_clear():
