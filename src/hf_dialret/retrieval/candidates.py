@@ -24,7 +24,7 @@ from ..modeling.modeling_outputs import RESPONSE_MODALITIES
 TEXT_MODALITY, IMAGE_MODALITY = RESPONSE_MODALITIES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: an index of millions of candidates holds millions of these
 class Candidate:
     """One candidate response as stored in the index.
 
