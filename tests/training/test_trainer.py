@@ -130,3 +130,25 @@ def test_time_aware_schedule_follows_the_clock(monkeypatch) -> None:
     assert rates[0] == pytest.approx(1.0) and rates[1] == pytest.approx(1.0, abs=1e-4)
     assert rates[2] == pytest.approx(0.5, abs=1e-6) and rates[3] == pytest.approx(0.0, abs=1e-9)
     assert BudgetProgress(10, 1e9)(5) == 0.5  # far from the time limit: plain step progress
+
+
+@pytest.mark.parametrize("architecture", ["mdr", "dr"])
+def test_cached_loss_training_step_equals_the_plain_step(tmp_path, processor, corpus, architecture) -> None:
+    """`gradient_cache_chunk_size` changes peak memory, not the optimisation: same weights after two steps."""
+
+    def train(output_dir, **overrides):
+        trainer = DialogueRetrievalTrainer(
+            model=tiny_model(architecture, processor, dropout=0.0), args=_args(output_dir, max_steps=2, **overrides),
+            train_dataset=corpus["train"], data_collator=collator(processor), processing_class=processor,
+        )
+        trainer.model.eval()  # BatchNorm: chunk statistics would differ from whole-batch ones in train mode
+        trainer.model.train = lambda mode=True: trainer.model  # keep eval mode through Trainer.training_step
+        result = trainer.train()
+        return trainer.model.state_dict(), result.training_loss
+
+    plain, plain_loss = train(tmp_path / "plain")
+    cached, cached_loss = train(tmp_path / "cached", gradient_cache_chunk_size=3)
+    assert cached_loss == pytest.approx(plain_loss, rel=1e-5)
+    assert max(float((cached[name].float() - plain[name].float()).abs().max()) for name in plain) < 1e-5
+    start = tiny_model(architecture, processor, dropout=0.0).state_dict()
+    assert any(not torch.equal(start[name], plain[name]) for name in plain)

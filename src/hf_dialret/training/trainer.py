@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
+from .cached_loss import cached_training_step
 from .callbacks import TimeBudgetCallback
 from .evaluation import flatten_report, retrieval_report, shared_pool_scores, stack_per_query_pools
 from .gather import all_gather_with_grad, gather_sizes, global_offset, is_distributed
@@ -90,9 +91,23 @@ class DialogueRetrievalTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         outputs = model(**inputs, return_loss=False)
+        loss = self._contrastive_loss(model, outputs.context_embeds, outputs.response_embeds, outputs.intent_logits,
+                                      inputs)
+        outputs.loss = loss
+        return (loss, outputs) if return_outputs else loss
+
+    def _contrastive_loss(
+        self,
+        model: torch.nn.Module,
+        context_embeds: torch.Tensor,
+        responses: torch.Tensor,
+        intent_logits: torch.Tensor | None,
+        inputs: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """The model's loss on given embeddings, with the candidates of every process (shared by the plain and the
+        cached step)."""
         modality = inputs["response_modality"]
         ids = inputs.get("response_ids")
-        responses = outputs.response_embeds
         candidates, candidate_modality, candidate_ids = responses, modality, ids
         positive_index = torch.arange(responses.size(0), device=responses.device)
         if getattr(self.args, "gather_negatives_across_processes", True) and is_distributed():
@@ -102,11 +117,11 @@ class DialogueRetrievalTrainer(Trainer):
             candidate_ids = all_gather_with_grad(ids, sizes) if ids is not None else None
             positive_index = positive_index + global_offset(sizes)
         loss = self._retriever(model).compute_loss(
-            context_embeds=outputs.context_embeds,
+            context_embeds=context_embeds,
             response_embeds=responses,
             response_modality=modality,
             response_ids=ids,
-            intent_logits=outputs.intent_logits,
+            intent_logits=intent_logits,
             candidate_embeds=candidates,
             candidate_modality=candidate_modality,
             candidate_ids=candidate_ids,
@@ -118,8 +133,29 @@ class DialogueRetrievalTrainer(Trainer):
             # A zero-valued term gives them a zero local gradient, which DDP then averages with the other ranks'.
             trainable = [param for param in model.parameters() if param.requires_grad]
             loss = loss + sum(param.reshape(-1)[:1].sum() for param in trainable) * 0.0
-        outputs.loss = loss
-        return (loss, outputs) if return_outputs else loss
+        return loss
+
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """With ``gradient_cache_chunk_size``, the memory-bounded cached step (:mod:`.cached_loss`)."""
+        chunk = getattr(self.args, "gradient_cache_chunk_size", None)
+        if not chunk:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        scale = 1.0 / self.current_gradient_accumulation_steps
+        loss = cached_training_step(
+            model,
+            inputs,
+            chunk,
+            loss_fn=self._contrastive_loss,
+            loss_scale=scale,
+            forward_context=self.compute_loss_context_manager,
+            backward=self.accelerator.backward,
+            no_sync=(lambda: self.accelerator.no_sync(model)) if is_distributed() else None,
+        )
+        return loss.detach() * scale
 
     # ---------------------------------------------------------------------------------------------- evaluation
     def evaluate(

@@ -54,6 +54,14 @@ class DialogueRetrievalTrainingArguments(TrainingArguments):
     recall_ks: list[int] = field(
         default_factory=lambda: [1, 5, 10], metadata={"help": "Cut-offs k reported as recall@k during evaluation."}
     )
+    gradient_cache_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Cached (GradCache) contrastive loss: embed the batch in chunks of this many examples without a "
+            "graph, then backprop chunk by chunk, so peak activation memory is one chunk's whatever the batch "
+            "(same loss and gradients; about one extra forward pass). Unset: off."
+        },
+    )
     max_train_seconds: float | None = field(
         default=None,
         metadata={
