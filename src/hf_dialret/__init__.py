@@ -66,7 +66,6 @@ __all__ = [
     "dialogue_retrieval_loss",
 ]
 
-# --- DialCLIP (issue 5): Auto registration of config/model/processor, and the DialCLIP PEFT method ----------------
 from .modeling.configuration_dialclip import DialCLIPConfig  # noqa: E402
 from .modeling.modeling_dialclip import DialCLIPModel  # noqa: E402
 from .modeling.processing_dialclip import DialCLIPProcessor  # noqa: E402
@@ -76,13 +75,17 @@ from .prompts import (  # noqa: E402  (importing hf_dialret.prompts registers th
     load_dialclip,
     save_tiny_clip,
 )
+from .retrieval.pipeline import register_pipeline as _register_pipeline  # noqa: E402
 
+# DialCLIP has its own processor (CLIP tokenizer, context turns for the prompt generator), hence its own block.
 AutoConfig.register(DialCLIPConfig.model_type, DialCLIPConfig, exist_ok=True)
 AutoModel.register(DialCLIPConfig, DialCLIPModel, exist_ok=True)
 AutoProcessor.register(DialCLIPConfig, DialCLIPProcessor, exist_ok=True)
 DialCLIPConfig.register_for_auto_class()
 DialCLIPModel.register_for_auto_class("AutoModel")
 DialCLIPProcessor.register_for_auto_class()
+_register_pipeline()  # the "dialogue-response-retrieval" pipeline task
+
 __all__ += [
     "DialCLIPConfig",
     "DialCLIPModel",
@@ -92,4 +95,3 @@ __all__ += [
     "load_dialclip",
     "save_tiny_clip",
 ]
-from .retrieval.pipeline import register_pipeline as _register_pipeline; _register_pipeline()  # pipeline task

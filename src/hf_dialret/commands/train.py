@@ -24,7 +24,8 @@ logger = logging.getLogger("hf_dialret.train")
 DESCRIPTION = "Train a dialogue response retriever (DR, SDR, MDR), evaluate it on every protocol and save it."
 EPILOG = """\
 defaults of the tiny preset (--text-backbone tiny and --vision-backbone tiny, from scratch), applied to the
-training options you do not pass: --per_device_train_batch_size 256 --learning_rate 1e-3 --warmup_steps 0.1
+training options you do not pass: --per_device_train_batch_size 256 --learning_rate 1e-3 (DialCLIP with
+--clip-backbone tiny: 3e-3) --warmup_steps 0.1
 --lr_scheduler_type cosine --max_steps 3000 --max_train_seconds 300 --logging_steps 20 --save_strategy no.
 The time budget covers pre-encoding and the training loop; the learning rate decays over whichever of
 max_steps / max_train_seconds ends first.
@@ -34,6 +35,8 @@ options keep the defaults shown above (fine-tuning: lr 5e-5, batch 64, 3 epochs)
 examples:
   hf-dialret train --output-dir runs/mdr-synthetic
   hf-dialret train --architecture dr --output-dir runs/dr-synthetic
+  hf-dialret train --architecture dialclip --output-dir runs/dialclip-synthetic   # tiny CLIP + prompt adapter
+  hf-dialret train --architecture dialclip --clip-backbone openai/clip-vit-base-patch32 --output-dir runs/dialclip
   hf-dialret train --dataset photochat --data-dir data/photochat --image-dir data/photochat/images \\
       --text-backbone bert-base-uncased --vision-backbone microsoft/resnet-50 --output-dir runs/photochat
 """
@@ -49,6 +52,9 @@ TINY_PRESET: dict[str, Any] = {
     "save_strategy": "no",
 }
 
+#: DialCLIP trains only its small adapter on frozen towers: a larger learning rate.
+TINY_DIALCLIP_PRESET: dict[str, Any] = {"learning_rate": 3e-3}
+
 
 @dataclass
 class ModelArguments:
@@ -57,7 +63,8 @@ class ModelArguments:
         metadata={
             "help": "dr: Dual Retriever (one context encoder per response modality + intent classifier); sdr: Shared "
             "Dual Retriever (one shared context encoder + intent head); mdr: Multimodal Dual Retriever (one "
-            "joint pool of texts and images, no intent step).",
+            "joint pool of texts and images, no intent step); dialclip: frozen CLIP + DialCLIP prompt adapter "
+            "(PEFT), backbone from --clip-backbone.",
             "choices": list(ARCHITECTURE_CLASSES),
         },
     )
@@ -70,6 +77,11 @@ class ModelArguments:
         default=TINY,
         metadata={"help": "Image encoder: a Hub id (e.g. microsoft/resnet-50) or a local directory; `tiny` builds a "
                   "small ResNet in code."},
+    )
+    clip_backbone: str = field(
+        default=TINY,
+        metadata={"help": "DialCLIP only: a CLIP Hub id (e.g. openai/clip-vit-base-patch32) or a local CLIP directory "
+                  "with its processor; `tiny` builds a random 2-layer CLIP in code."},
     )
     projection_dim: int = field(default=128, metadata={"help": "Width of the shared retrieval space."})
     pooling: str | None = field(
@@ -114,9 +126,11 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
     )
     parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
-    if TINY in (model_args.text_backbone, model_args.vision_backbone):
+    dialclip = model_args.architecture == "dialclip"
+    if (model_args.clip_backbone == TINY) if dialclip else TINY in (model_args.text_backbone, model_args.vision_backbone):
         given = {arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}
-        preset = [item for key, value in TINY_PRESET.items() if key not in given for item in (f"--{key}", str(value))]
+        defaults = {**TINY_PRESET, **(TINY_DIALCLIP_PRESET if dialclip else {})}
+        preset = [item for key, value in defaults.items() if key not in given for item in (f"--{key}", str(value))]
         if preset:  # re-parse with the preset in front, so the user's own values still win
             model_args, data_args, training_args = parser.parse_args_into_dataclasses(preset + argv)
     return model_args, data_args, training_args
@@ -198,7 +212,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
     from ..data import DialogueRetrievalCollator
     from ..parameters import count_parameters
     from ..training.preencoded import PreEncodedCollator, PreEncodedDataset
-    from ..training.recipes import build_retriever, dataset_vocabulary, load_retrieval_dataset, resolve_backbones
+    from ..training.recipes import build_dialclip, build_retriever, dataset_vocabulary, load_retrieval_dataset, resolve_backbones
     from ..training.trainer import DialogueRetrievalTrainer
 
     os.makedirs(training_args.output_dir, exist_ok=True)
@@ -211,14 +225,20 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
     if data_args.max_eval_examples:
         eval_set = eval_set.select(range(min(data_args.max_eval_examples, len(eval_set))))
     vocabulary = None if data_args.dataset == "synthetic" else dataset_vocabulary(train_set)
-    text, vision = resolve_backbones(model_args.text_backbone, model_args.vision_backbone, training_args.output_dir,
-                                     vocabulary, seed=training_args.seed)
     __import__("transformers").set_seed(training_args.seed)
-    model, processor = build_retriever(
-        model_args.architecture, text, vision, projection_dim=model_args.projection_dim,
-        pooling=model_args.pooling or ("mean" if model_args.text_backbone == TINY else "cls"),
-        logit_scale_init_value=model_args.logit_scale_init_value,
-    )
+    if model_args.architecture == "dialclip":
+        model, processor = build_dialclip(model_args.clip_backbone, training_args.output_dir, vocabulary,
+                                          seed=training_args.seed)
+        data_args.pre_encode = False  # pre-encoding packs the flattened-dialogue layout of DR/SDR/MDR batches
+    else:
+        text, vision = resolve_backbones(model_args.text_backbone, model_args.vision_backbone,
+                                         training_args.output_dir, vocabulary, seed=training_args.seed)
+        __import__("transformers").set_seed(training_args.seed)
+        model, processor = build_retriever(
+            model_args.architecture, text, vision, projection_dim=model_args.projection_dim,
+            pooling=model_args.pooling or ("mean" if model_args.text_backbone == TINY else "cls"),
+            logit_scale_init_value=model_args.logit_scale_init_value,
+        )
     collator = DialogueRetrievalCollator(processor)
     trainer = DialogueRetrievalTrainer(model=model, args=training_args, data_collator=collator,
                                        processing_class=processor)
@@ -245,7 +265,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
     examples *= training_args.world_size
     results = {
         "architecture": model_args.architecture, "dataset": data_args.dataset, "eval_split": data_args.eval_split,
-        "backbones": {"text": model_args.text_backbone, "vision": model_args.vision_backbone},
+        "backbones": ({"clip": model_args.clip_backbone} if model_args.architecture == "dialclip"
+                      else {"text": model_args.text_backbone, "vision": model_args.vision_backbone}),
         "parameters": count_parameters(model),
         "training": {
             "seconds": round(seconds, 1), "pre_encoding_seconds": round(pre_encoding, 1),

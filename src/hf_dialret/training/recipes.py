@@ -15,11 +15,13 @@ from typing import Any
 
 import datasets
 
-#: Architecture name -> model class name in ``hf_dialret`` (DialCLIP is built by ``hf_dialret.prompts``).
+#: Architecture name -> model class name in ``hf_dialret`` (DialCLIP is trained as a PEFT adapter, see
+#: :func:`build_dialclip`).
 ARCHITECTURE_CLASSES = {
     "dr": "DualRetrieverModel",
     "sdr": "SharedDualRetrieverModel",
     "mdr": "MultimodalDualRetrieverModel",
+    "dialclip": "DialCLIPModel",
 }
 DATASETS = ("synthetic", "photochat", "mmdialog")
 TINY = "tiny"
@@ -129,10 +131,37 @@ def resolve_backbones(
     return text, vision
 
 
+def build_dialclip(
+    clip_backbone: str, work_dir: str | os.PathLike, vocabulary: Iterable[str] | None = None, seed: int = 0
+) -> tuple[Any, Any]:
+    """``(peft_model, processor)``: a frozen CLIP with a fresh DialCLIP prompt adapter (the only trainable part).
+
+    ``clip_backbone`` is a CLIP Hub id or directory, ``open_clip:<name>[/<tag>]``, or ``"tiny"`` (a random tiny
+    CLIP written under ``work_dir`` whose tokenizer covers ``vocabulary``, default the synthetic corpus's).
+    """
+    from ..modeling.processing_dialclip import DialCLIPProcessor
+    from ..prompts import build_dialclip_for_training, save_tiny_clip
+
+    if clip_backbone == TINY:
+        from ..data import synthetic_vocabulary
+
+        words = list(vocabulary) if vocabulary is not None else list(synthetic_vocabulary())
+        clip_backbone = str(save_tiny_clip(Path(work_dir) / "tiny-clip", words, seed=seed))
+    elif not clip_backbone.startswith("open_clip:"):
+        _check_backbone(clip_backbone, "CLIP", "--clip-backbone")
+    model = build_dialclip_for_training(clip_backbone)
+    if clip_backbone.startswith("open_clip:"):
+        raise RecipeError("training DialCLIP from an open_clip name needs a processor: convert it once with "
+                          "DialCLIPModel.from_open_clip(...).save_pretrained(dir) and pass --clip-backbone <dir>")
+    return model, DialCLIPProcessor.from_pretrained(clip_backbone)
+
+
 def build_retriever(architecture: str, text: str, vision: str, **config_kwargs: Any) -> tuple[Any, Any]:
     """``(model, processor)`` of ``architecture`` (``dr``, ``sdr``, ``mdr``) on the given backbones."""
     import hf_dialret
 
+    if architecture == "dialclip":
+        raise RecipeError("DialCLIP is built from a CLIP backbone: use build_dialclip(clip_backbone, ...)")
     if architecture not in ARCHITECTURE_CLASSES:
         raise RecipeError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURE_CLASSES)}")
     processor = hf_dialret.DialogueRetrievalProcessor.from_backbones(text, vision)
