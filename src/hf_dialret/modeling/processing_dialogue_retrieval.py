@@ -13,8 +13,8 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.tokenization_utils_base import AddedToken
 
-Turn = dict[str, Any] | str
-Response = dict[str, Any] | str | Image.Image
+from .processing_inputs import Response, Turn, parse_response
+
 DEFAULT_IMAGE_TOKEN = "[IMG]"
 
 
@@ -138,25 +138,6 @@ class DialogueRetrievalProcessor(ProcessorMixin):
         return {ids_key: ids, mask_key: mask}
 
     # ------------------------------------------------------------------------------------------------ responses
-    @staticmethod
-    def _response_parts(response: Response) -> tuple[int, str | None, Image.Image | None]:
-        if isinstance(response, str):
-            return 0, response, None
-        if isinstance(response, Image.Image):
-            return 1, None, response
-        if isinstance(response, dict):
-            modality = response.get("modality")
-            if modality == "text" or (modality is None and response.get("text") is not None):
-                if response.get("text") is None:
-                    raise ValueError("A text response needs a `text` value.")
-                return 0, response["text"], None
-            if modality == "image" or (modality is None and response.get("image") is not None):
-                if response.get("image") is None:
-                    raise ValueError("An image response needs an `image` value.")
-                return 1, None, response["image"]
-            raise ValueError(f"Response modality must be 'text' or 'image', got {modality!r}.")
-        raise TypeError(f"A response must be a dict, a str or a PIL image, got {type(response).__name__}.")
-
     def __call__(
         self,
         dialogues: Sequence[Turn] | Sequence[Sequence[Turn]] | None = None,
@@ -179,7 +160,7 @@ class DialogueRetrievalProcessor(ProcessorMixin):
         if responses is not None:
             if isinstance(responses, (dict, str, Image.Image)):
                 responses = [responses]
-            parts = [self._response_parts(r) for r in responses]
+            parts = [parse_response(r) for r in responses]
             texts = [text for modality, text, _ in parts if modality == 0]
             images = [_rgb(image) for modality, _, image in parts if modality == 1]
             if texts:
