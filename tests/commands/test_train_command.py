@@ -20,13 +20,15 @@ def test_help_lists_choices_and_preset(capsys) -> None:
         cli(["train", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for needle in ("{dr,sdr,mdr}", "{synthetic,photochat,mmdialog}", "--text-backbone", "--data-dir", "tiny preset"):
+    for needle in ("{dr,sdr,mdr,dialclip}", "--clip-backbone", "{synthetic,photochat,mmdialog}", "--text-backbone", "--data-dir", "tiny preset"):
         assert needle in text
 
 
 def test_tiny_preset_fills_only_missing_training_options() -> None:
     _, _, args = parse(["--output-dir", "x", "--learning-rate", "1e-4"])
-    assert args.learning_rate == 1e-4 and args.per_device_train_batch_size == 256 and args.max_train_seconds == 300
+    assert args.learning_rate == 1e-4 and args.per_device_train_batch_size == 128 and args.max_train_seconds == 300
+    _, _, args = parse(["--output-dir", "x", "--architecture", "dialclip"])  # adapter on a frozen tiny CLIP
+    assert args.learning_rate == 3e-3 and args.per_device_train_batch_size == 128
     _, _, args = parse(["--output-dir", "x", "--text-backbone", "bert-base-uncased", "--vision-backbone", "r50"])
     assert args.learning_rate == 5e-5 and args.max_train_seconds is None
 
@@ -89,3 +91,22 @@ def test_train_then_evaluate_end_to_end(tmp_path, capsys) -> None:
 def test_evaluate_missing_model_dir(tmp_path, capsys) -> None:
     assert cli(["evaluate", "--model-dir", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_dialclip_saves_a_peft_adapter_naming_its_clip(tmp_path, capsys) -> None:
+    from peft import PeftConfig
+
+    from hf_dialret.prompts import load_dialclip
+
+    output = tmp_path / "dialclip"
+    assert cli(["train", "--architecture", "dialclip", "--output-dir", str(output), *TINY_RUN]) == 0
+    assert "multimodal, image responses" in capsys.readouterr().out
+    results = json.loads((output / "eval_results.json").read_text())
+    assert results["architecture"] == "dialclip" and results["training"]["steps"] == 3
+    assert results["backbones"] == {"clip": "tiny"}
+    # Only the adapter is trainable and saved; it names the tiny CLIP written under the output dir.
+    assert 0 < results["parameters"]["trainable"] < results["parameters"]["total"]
+    config = PeftConfig.from_pretrained(output)
+    assert config.peft_type == "DIALCLIP" and (tmp_path / "dialclip" / "tiny-clip").samefile(config.base_model_name_or_path)
+    model = load_dialclip(str(output))
+    assert type(model.get_base_model()).__name__ == "DialCLIPModel"

@@ -21,10 +21,10 @@ from ..training.training_args import DialogueRetrievalTrainingArguments
 
 logger = logging.getLogger("hf_dialret.train")
 
-DESCRIPTION = "Train a dialogue response retriever (DR, SDR, MDR), evaluate it on every protocol and save it."
+DESCRIPTION = "Train a dialogue response retriever (DR, SDR, MDR, DialCLIP), evaluate it on every protocol and save it."
 EPILOG = """\
 defaults of the tiny preset (--text-backbone tiny and --vision-backbone tiny, from scratch), applied to the
-training options you do not pass: --per_device_train_batch_size 256 --learning_rate 1e-3 (DialCLIP with
+training options you do not pass: --per_device_train_batch_size 128 --learning_rate 1e-3 (DialCLIP with
 --clip-backbone tiny: 3e-3) --warmup_steps 0.1
 --lr_scheduler_type cosine --max_steps 3000 --max_train_seconds 300 --logging_steps 20 --save_strategy no.
 The time budget covers pre-encoding and the training loop; the learning rate decays over whichever of
@@ -42,7 +42,7 @@ examples:
 """
 
 TINY_PRESET: dict[str, Any] = {
-    "per_device_train_batch_size": 256,
+    "per_device_train_batch_size": 128,
     "learning_rate": 1e-3,
     "warmup_steps": 0.1,
     "lr_scheduler_type": "cosine",
@@ -121,7 +121,7 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
     """Parse ``argv``; the tiny preset fills the training options that were not given explicitly."""
     parser = HfArgumentParser(
         (ModelArguments, DataArguments, DialogueRetrievalTrainingArguments),
-        prog="hf-dialret train", usage="hf-dialret train [--architecture {dr,sdr,mdr}] [--dataset ...] [options]",
+        prog="hf-dialret train", usage="hf-dialret train [--architecture {dr,sdr,mdr,dialclip}] [--dataset ...] [options]",
         description=DESCRIPTION, epilog=EPILOG,
     )
     parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
