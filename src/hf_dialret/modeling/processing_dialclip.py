@@ -25,7 +25,7 @@ from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 
 from .configuration_dialclip import CLIP_MAX_TEXT_POSITIONS
-from .processing_inputs import Response, Turn, parse_response
+from .processing_inputs import Response, Turn, as_dialogue_batch, parse_responses
 
 
 
@@ -125,13 +125,9 @@ class DialCLIPProcessor(ProcessorMixin):
             raise ValueError(f"DialCLIPProcessor returns PyTorch tensors only, got return_tensors={return_tensors!r}.")
         data: dict[str, torch.Tensor] = {}
         if dialogues is not None:
-            if len(dialogues) > 0 and isinstance(dialogues[0], (dict, str)):
-                dialogues = [dialogues]  # a single dialogue
-            data.update(self._encode_dialogues(dialogues))
+            data.update(self._encode_dialogues(as_dialogue_batch(dialogues)))
         if responses is not None:
-            if isinstance(responses, (dict, str, Image.Image)):
-                responses = [responses]
-            parts = [parse_response(r) for r in responses]
+            parts = parse_responses(responses)
             texts = [text for modality, text, _ in parts if modality == 0]
             images = [_rgb(image) for modality, _, image in parts if modality == 1]
             if texts:

@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.tokenization_utils_base import AddedToken
 
-from .processing_inputs import Response, Turn, parse_response
+from .processing_inputs import Response, Turn, as_dialogue_batch, parse_responses
 
 DEFAULT_IMAGE_TOKEN = "[IMG]"
 
@@ -151,16 +151,14 @@ class DialogueRetrievalProcessor(ProcessorMixin):
             raise ValueError(f"DialogueRetrievalProcessor returns PyTorch tensors only, got {return_tensors!r}.")
         data: dict[str, torch.Tensor] = {}
         if dialogues is not None:
-            if len(dialogues) > 0 and isinstance(dialogues[0], (dict, str)):
-                dialogues = [dialogues]  # one dialogue
-            encoded, images = self._encode_dialogues(dialogues, max_context_length or self.max_context_length)
+            encoded, images = self._encode_dialogues(
+                as_dialogue_batch(dialogues), max_context_length or self.max_context_length
+            )
             data.update(encoded)
             if images:
                 data["context_pixel_values"] = self.image_processor(images, return_tensors="pt")["pixel_values"]
         if responses is not None:
-            if isinstance(responses, (dict, str, Image.Image)):
-                responses = [responses]
-            parts = [parse_response(r) for r in responses]
+            parts = parse_responses(responses)
             texts = [text for modality, text, _ in parts if modality == 0]
             images = [_rgb(image) for modality, _, image in parts if modality == 1]
             if texts:

@@ -33,3 +33,17 @@ def parse_response(response: Response) -> tuple[int, str | None, Image.Image | N
             return 1, None, response["image"]
         raise ValueError(f"Response modality must be 'text' or 'image', got {modality!r}.")
     raise TypeError(f"A response must be a dict, a str or a PIL image, got {type(response).__name__}.")
+
+
+def as_dialogue_batch(dialogues: Any) -> list:
+    """A list of dialogues: a single dialogue (a list of turns) is wrapped into a batch of one."""
+    if len(dialogues) > 0 and isinstance(dialogues[0], (dict, str)):
+        return [dialogues]
+    return list(dialogues)
+
+
+def parse_responses(responses: Any) -> list[tuple[int, str | None, Image.Image | None]]:
+    """:func:`parse_response` over a batch; a single response is a batch of one."""
+    if isinstance(responses, (dict, str, Image.Image)):
+        responses = [responses]
+    return [parse_response(response) for response in responses]
