@@ -24,6 +24,7 @@ from transformers import CLIPModel, PreTrainedConfig, PreTrainedModel
 
 from .configuration_dialclip import DialCLIPConfig
 from .modeling_outputs import IMAGE, TEXT, DialogueRetrievalOutput
+from .response_batch import in_batch_candidates, resolve_response_modality, to_batch_order
 from .retrieval_loss import dialogue_retrieval_loss, modality_aware_scores
 
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -258,13 +259,8 @@ class DialCLIPModel(DialCLIPPreTrainedModel):
         if response_pixel_values is not None and response_pixel_values.size(0) > 0:
             pooled = self._tower("vision", role, pixel_values=response_pixel_values.to(self.dtype))
             parts.append(self._project("vision", pooled, "image"))
-        embeds = torch.cat(parts)
-        is_image = modality.bool()
-        n_text = int((~is_image).sum())
-        # row r of the output is the k-th text (or image) response when r is the k-th text (or image) slot
-        order = torch.where(is_image, n_text + torch.cumsum(is_image.long(), 0) - 1,
-                            torch.cumsum((~is_image).long(), 0) - 1)
-        return embeds[order]
+        n_text = 0 if response_input_ids is None else response_input_ids.size(0)
+        return to_batch_order(torch.cat(parts), modality, n_text)
 
     @staticmethod
     def _resolve_modality(response_modality, response_input_ids, response_pixel_values) -> torch.Tensor:
@@ -273,16 +269,7 @@ class DialCLIPModel(DialCLIPPreTrainedModel):
         if n_text + n_image == 0:
             raise ValueError("encode_responses needs response_input_ids and/or response_pixel_values")
         ref = response_input_ids if response_input_ids is not None else response_pixel_values
-        if response_modality is None:
-            inferred = torch.cat([torch.zeros(n_text, dtype=torch.long), torch.ones(n_image, dtype=torch.long)])
-            return inferred.to(ref.device)
-        modality = response_modality.long()
-        if int(modality.sum()) != n_image or modality.numel() - int(modality.sum()) != n_text:
-            raise ValueError(
-                f"response_modality marks {modality.numel() - int(modality.sum())} text and {int(modality.sum())} "
-                f"image responses, but {n_text} texts and {n_image} images were given."
-            )
-        return modality
+        return resolve_response_modality(response_modality, n_text, n_image, ref.device)
 
     def compute_loss(
         self,
@@ -303,12 +290,9 @@ class DialCLIPModel(DialCLIPPreTrainedModel):
     def _loss_and_logits(self, context_embeds, response_embeds, response_modality, response_ids=None,
                          candidate_embeds=None, candidate_modality=None, candidate_ids=None, positive_index=None):
         if candidate_embeds is None:
-            if response_embeds.size(0) != context_embeds.size(0):
-                raise ValueError(
-                    f"The in-batch loss pairs context i with response i, but got {context_embeds.size(0)} contexts "
-                    f"and {response_embeds.size(0)} responses; pass one response per context or return_loss=False."
-                )
-            candidate_embeds, candidate_modality, candidate_ids = response_embeds, response_modality, response_ids
+            candidate_embeds, candidate_modality, candidate_ids = in_batch_candidates(
+                context_embeds, response_embeds, response_modality, response_ids
+            )
         return dialogue_retrieval_loss(
             context_embeds, response_modality, candidate_embeds, candidate_modality,
             self.logit_scale.clamp(max=MAX_LOGIT_SCALE), positive_index=positive_index, response_ids=response_ids,

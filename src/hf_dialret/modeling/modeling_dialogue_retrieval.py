@@ -22,6 +22,7 @@ from .configuration_dialogue_retrieval import (
     SharedDualRetrieverConfig,
 )
 from .modeling_outputs import IMAGE, RESPONSE_MODALITIES, TEXT, DialogueRetrievalOutput
+from .response_batch import in_batch_candidates, resolve_response_modality, to_batch_order
 from .retrieval_loss import dialogue_retrieval_loss, modality_aware_scores
 from .towers import ContextTower, ImageTower, IntentHead, TextTower, load_text_encoder
 
@@ -161,29 +162,14 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
         embeds = torch.cat(parts)
         if response_modality is None or len(parts) == 1:
             return embeds
-        # Row j of the batch is the k-th text (row k of embeds) or the k-th image (row T + k); one gather.
-        is_image = response_modality.bool()
-        n_text = response_input_ids.size(0)
-        image_rank = torch.cumsum(is_image.long(), 0) - 1
-        text_rank = torch.cumsum((~is_image).long(), 0) - 1
-        order = torch.where(is_image, n_text + image_rank, text_rank)
-        return embeds[order]
+        return to_batch_order(embeds, response_modality, response_input_ids.size(0))
 
     def _resolve_modality(self, response_modality, labels, response_input_ids, response_pixel_values) -> torch.Tensor:
         n_text = 0 if response_input_ids is None else response_input_ids.size(0)
         n_image = 0 if response_pixel_values is None else response_pixel_values.size(0)
-        modality = response_modality if response_modality is not None else labels
         ref = response_input_ids if response_input_ids is not None else response_pixel_values
-        if modality is None:
-            return torch.cat([torch.zeros(n_text), torch.ones(n_image)]).long().to(ref.device)
-        modality = modality.long()
-        n_image_given = int(modality.sum())
-        if n_image_given != n_image or modality.numel() - n_image_given != n_text:
-            raise ValueError(
-                f"response_modality marks {modality.numel() - n_image_given} text and {n_image_given} image responses, "
-                f"but {n_text} texts and {n_image} images were given."
-            )
-        return modality
+        modality = response_modality if response_modality is not None else labels
+        return resolve_response_modality(modality, n_text, n_image, ref.device)
 
     # ------------------------------------------------------------------------------------------------- losses
     def _loss_and_logits(
@@ -191,12 +177,9 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
         candidate_embeds=None, candidate_modality=None, candidate_ids=None, positive_index=None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if candidate_embeds is None:
-            if response_embeds.size(0) != context_embeds.size(0):
-                raise ValueError(
-                    f"The in-batch loss pairs context i with response i, but got {context_embeds.size(0)} contexts "
-                    f"and {response_embeds.size(0)} responses; pass one response per context or return_loss=False."
-                )
-            candidate_embeds, candidate_modality, candidate_ids = response_embeds, response_modality, response_ids
+            candidate_embeds, candidate_modality, candidate_ids = in_batch_candidates(
+                context_embeds, response_embeds, response_modality, response_ids
+            )
         cfg = self.config
         return dialogue_retrieval_loss(
             context_embeds, response_modality, candidate_embeds, candidate_modality,
