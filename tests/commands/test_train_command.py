@@ -28,7 +28,7 @@ def test_tiny_preset_fills_only_missing_training_options() -> None:
     _, _, args = parse(["--output-dir", "x", "--learning-rate", "1e-4"])
     assert args.learning_rate == 1e-4 and args.per_device_train_batch_size == 128 and args.max_train_seconds == 300
     _, _, args = parse(["--output-dir", "x", "--architecture", "dialclip"])  # adapter on a frozen tiny CLIP
-    assert args.learning_rate == 3e-3 and args.per_device_train_batch_size == 128
+    assert args.learning_rate == 1e-2 and args.per_device_train_batch_size == 128
     _, _, args = parse(["--output-dir", "x", "--text-backbone", "bert-base-uncased", "--vision-backbone", "r50"])
     assert args.learning_rate == 5e-5 and args.max_train_seconds is None
 
@@ -93,17 +93,21 @@ def test_evaluate_missing_model_dir(tmp_path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_train_dialclip_saves_a_peft_adapter_naming_its_clip(tmp_path, capsys) -> None:
+def test_train_dialclip_saves_a_peft_adapter_naming_its_clip(tmp_path, capsys, monkeypatch) -> None:
     from peft import PeftConfig
 
     from hf_dialret.prompts import load_dialclip
 
+    monkeypatch.setenv("HF_DIALRET_CACHE", str(tmp_path / "cache"))  # the pretrained tiny CLIP's cache
     output = tmp_path / "dialclip"
-    assert cli(["train", "--architecture", "dialclip", "--output-dir", str(output), *TINY_RUN]) == 0
-    assert "multimodal, image responses" in capsys.readouterr().out
+    argv = ["train", "--architecture", "dialclip", "--output-dir", str(output), "--tiny-clip-pretrain-steps", "2"]
+    assert cli([*argv, *TINY_RUN]) == 0
+    printed = capsys.readouterr().out
+    assert "multimodal, image responses" in printed and "tiny CLIP pretraining (not in the training time" in printed
     results = json.loads((output / "eval_results.json").read_text())
     assert results["architecture"] == "dialclip" and results["training"]["steps"] == 3
     assert results["backbones"] == {"clip": "tiny"}
+    assert results["clip_pretraining"]["arguments"]["steps"] == 2 and results["clip_pretraining"]["seconds"] > 0
     # Only the adapter is trainable and saved; it names the tiny CLIP written under the output dir.
     assert 0 < results["parameters"]["trainable"] < results["parameters"]["total"]
     config = PeftConfig.from_pretrained(output)

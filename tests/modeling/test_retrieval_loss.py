@@ -139,3 +139,68 @@ def test_one_modality_batch_against_a_mixed_pool_gives_a_finite_loss():
         torch.tensor([0, 1]),
     )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+
+def direction_terms(context, candidates, modality, ids, scale, joint, reverse):
+    """Plain-Python per-example InfoNCE terms of one direction. Forward: context i picks candidate i; reverse:
+    response i picks context i, every context scored with its query for response i's modality. Either way the
+    other side's members whose true response duplicates i's are not negatives, and separate pools keep only members
+    of i's modality."""
+    terms = []
+    for i in range(len(modality)):
+        def score(j):
+            if reverse:
+                return float(context[j, int(modality[i])] @ candidates[i]) * scale
+            return float(context[i, int(modality[j])] @ candidates[j]) * scale
+
+        pool = [j for j in range(len(modality)) if j == i or int(ids[j]) != int(ids[i])]
+        if not joint:
+            pool = [j for j in pool if int(modality[j]) == int(modality[i])]
+        terms.append(math.log(sum(math.exp(score(j)) for j in pool)) - score(i))
+    return terms
+
+
+def pool_mean(terms, modality, joint):
+    """The loss of per-example terms: their mean (joint pool) or the sum of the per-modality means."""
+    if joint:
+        return sum(terms) / len(terms)
+    by_modality = [[t for t, m in zip(terms, modality.tolist()) if m == wanted] for wanted in (0, 1)]
+    return sum(sum(rows) / len(rows) for rows in by_modality if rows)
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_symmetric_loss_averages_both_directions(joint):
+    context, candidates, modality, ids, _ = _fixed_inputs()
+    scale = torch.tensor(math.log(10.0))
+    loss, _ = dialogue_retrieval_loss(
+        context, modality, candidates, modality, scale, response_ids=ids, candidate_ids=ids, joint_pool=joint,
+        symmetric=True,
+    )
+    forward = pool_mean(direction_terms(context, candidates, modality, ids, 10.0, joint, False), modality, joint)
+    reverse = pool_mean(direction_terms(context, candidates, modality, ids, 10.0, joint, True), modality, joint)
+    assert forward == pytest.approx(reference_loss(context, candidates, modality, ids, 10.0, joint), rel=1e-6)
+    assert abs(forward - reverse) > 1e-3  # the two directions differ, so the average is a real check
+    assert loss.item() == pytest.approx((forward + reverse) / 2, rel=1e-5)
+
+
+def test_symmetric_loss_over_a_larger_pool_uses_the_candidate_contexts():
+    context, candidates, modality, ids, _ = _fixed_inputs()
+    scale = torch.tensor(math.log(10.0))
+    # Examples 1..3 against the pool of all 5 (as with candidates and contexts gathered from other processes): the
+    # loss is the mean of those examples' terms of both directions of the full in-batch loss.
+    local = [1, 2, 3]
+    loss, _ = dialogue_retrieval_loss(
+        context[local], modality[local], candidates, modality, scale, positive_index=torch.tensor(local),
+        response_ids=ids[local], candidate_ids=ids, symmetric=True, candidate_contexts=context,
+    )
+    forward = direction_terms(context, candidates, modality, ids, 10.0, True, False)
+    reverse = direction_terms(context, candidates, modality, ids, 10.0, True, True)
+    expected = sum(forward[i] + reverse[i] for i in local) / (2 * len(local))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="needs candidate_contexts"):
+        dialogue_retrieval_loss(context[local], modality[local], candidates, modality, scale,
+                                positive_index=torch.tensor(local), symmetric=True)
+    with pytest.raises(ValueError, match=r"candidate_contexts must have shape \(5, 2, dim\)"):
+        dialogue_retrieval_loss(context[local], modality[local], candidates, modality, scale,
+                                positive_index=torch.tensor(local), symmetric=True, candidate_contexts=context[local])

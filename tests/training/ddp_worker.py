@@ -25,6 +25,14 @@ from retriever_fixtures import collator, tiny_corpus, tiny_model, tiny_processor
 from hf_dialret.training import DialogueRetrievalTrainer, DialogueRetrievalTrainingArguments  # noqa: E402
 
 
+def build(name: str, processor):
+    """``mdr``, ``dr``...: a tiny retriever; a ``-symmetric`` suffix turns on the symmetric (two-direction) loss."""
+    architecture, _, variant = name.partition("-")
+    model = tiny_model(architecture, processor)
+    model.config.symmetric_loss = variant == "symmetric"
+    return model
+
+
 def check(architecture: str, args: DialogueRetrievalTrainingArguments, processor, corpus) -> dict:
     """The gradient check and the Trainer smoke test for one architecture; the report (rank 0) or {}."""
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -40,7 +48,7 @@ def check(architecture: str, args: DialogueRetrievalTrainingArguments, processor
     local = collator(processor)(rows[rank * 4 : (rank + 1) * 4])
     global_batch, local = ({k: v.double() if v.is_floating_point() else v for k, v in b.items()} for b in (global_batch, local))
 
-    model = tiny_model(architecture, processor).double().eval()
+    model = build(architecture, processor).double().eval()
     trainer = DialogueRetrievalTrainer(model=model, args=args, data_collator=collator(processor), processing_class=processor)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     loss = trainer.compute_loss(ddp, local)
@@ -49,18 +57,18 @@ def check(architecture: str, args: DialogueRetrievalTrainingArguments, processor
     dist.all_reduce(mean_loss)
     mean_loss /= world
 
-    reference = tiny_model(architecture, processor).double().eval()
+    reference = build(architecture, processor).double().eval()
     reference_loss = reference(**global_batch).loss
     reference_loss.backward()
     grads = {name: param.grad for name, param in model.named_parameters() if param.grad is not None}
     ref_grads = {name: param.grad for name, param in reference.named_parameters() if param.grad is not None}
     max_grad_diff = max(float((grads[name] - ref_grads[name]).abs().max()) for name in ref_grads)
-    local_only = DialogueRetrievalTrainer(model=tiny_model(architecture, processor).double().eval(), args=args)
+    local_only = DialogueRetrievalTrainer(model=build(architecture, processor).double().eval(), args=args)
     local_only.args.gather_negatives_across_processes = False
     local_only_loss = float(local_only.compute_loss(local_only.model, local).detach())
 
     smoke = DialogueRetrievalTrainer(
-        model=tiny_model(architecture, processor), args=args, train_dataset=corpus["train"],
+        model=build(architecture, processor), args=args, train_dataset=corpus["train"],
         data_collator=collator(processor), processing_class=processor,
     )
     smoke.args.gather_negatives_across_processes = True

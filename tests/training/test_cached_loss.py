@@ -58,9 +58,10 @@ def _assert_same_grads(got: dict, want: dict) -> None:
         torch.testing.assert_close(got[name], want[name], **TOL, msg=f"gradient of {name}")
 
 
-@pytest.mark.parametrize("architecture", ["mdr", "sdr", "dr"])
-def test_cached_equals_plain(processor, batch, architecture):
+@pytest.mark.parametrize(("architecture", "symmetric"), [("mdr", False), ("sdr", False), ("dr", False), ("sdr", True)])
+def test_cached_equals_plain(processor, batch, architecture, symmetric):
     model = tiny_model(architecture, processor, dropout=0.0).train()
+    model.config.symmetric_loss = symmetric
     model.image_tower.eval()  # BatchNorm on running statistics: the same function for any chunking
     plain_loss = _plain(model, batch)
     plain = _grads(model)

@@ -21,17 +21,18 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory) -> dict:
-    """One torchrun launch (two processes start slowly) checking both a joint-pool and a two-step architecture."""
+    """One torchrun launch (two processes start slowly) checking a joint-pool and a two-step architecture, and the
+    symmetric loss (whose reverse direction needs the contexts gathered too)."""
     output = tmp_path_factory.mktemp("ddp") / "report.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(_free_port()), WORKER, str(output), "mdr", "dr"]
+               str(_free_port()), WORKER, str(output), "mdr", "dr", "mdr-symmetric"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert completed.returncode == 0, completed.stderr[-4000:]
     return json.loads(output.read_text())
 
 
-@pytest.mark.parametrize("architecture", ["mdr", "dr"])
+@pytest.mark.parametrize("architecture", ["mdr", "dr", "mdr-symmetric"])
 def test_two_processes_match_one_process(reports: dict, architecture: str) -> None:
     report = reports[architecture]
     # Loss: mean of the two ranks' losses (what DDP optimises) == the single-process loss on the global batch.

@@ -14,7 +14,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 #: The logit scale (log inverse temperature) is clamped at log(100), as in CLIP.
 MAX_LOGIT_SCALE = math.log(100.0)
-POOLING_MODES = ("cls", "mean")
+POOLING_MODES = ("cls", "mean", "attention")
 
 
 def vision_feature_dim(vision_config: PreTrainedConfig) -> int:
@@ -51,7 +51,8 @@ class DialogueRetrievalConfig(PreTrainedConfig):
             Encode text responses with the context encoder itself (one text encoder fewer: about 110M parameters
             fewer at BERT-base size). The paper keeps them separate, hence the default.
         pooling (`str`, *optional*, defaults to `"cls"`):
-            How a text encoder's hidden states become one vector: `"cls"` (first token) or `"mean"` (masked mean).
+            How a text encoder's hidden states become one vector: `"cls"` (first token), `"mean"` (masked mean) or
+            `"attention"` (a learned query per head weighs the tokens; starts as the masked mean).
         projection_dim (`int`, *optional*, defaults to 128):
             Width of the shared, L2-normalised retrieval space of contexts and responses.
         intent_hidden_size (`int`, *optional*):
@@ -64,6 +65,10 @@ class DialogueRetrievalConfig(PreTrainedConfig):
             Weight of the image-retrieval InfoNCE (DR, SDR).
         intent_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the intent cross-entropy (DR, SDR).
+        symmetric_loss (`bool`, *optional*, defaults to `False`):
+            Average the context → response InfoNCE with the response → context direction (each true response picks
+            its own context among the batch's contexts, as in CLIP). The papers train one direction, hence the
+            default; from-scratch training learns faster with both (the tiny preset of `hf-dialret train` uses it).
         logit_scale_init_value (`float`, *optional*, defaults to 2.6592):
             Initial log inverse temperature of the cosine similarity (CLIP's log(1/0.07)); clamped at log(100).
         image_token_id (`int`, *optional*):
@@ -102,6 +107,7 @@ class DialogueRetrievalConfig(PreTrainedConfig):
     text_loss_weight: float = 1.0
     image_loss_weight: float = 1.0
     intent_loss_weight: float = 1.0
+    symmetric_loss: bool = False
     logit_scale_init_value: float = 2.6592
     image_token_id: int | None = None
     initializer_range: float = 0.02

@@ -24,7 +24,7 @@ from .configuration_dialogue_retrieval import (
 from .modeling_outputs import IMAGE, RESPONSE_MODALITIES, TEXT, DialogueRetrievalOutput
 from .response_batch import in_batch_candidates, resolve_response_modality, to_batch_order
 from .retrieval_loss import dialogue_retrieval_loss, modality_aware_scores
-from .towers import ContextTower, ImageTower, IntentHead, TextTower, load_text_encoder
+from .towers import AttentionPooling, ContextTower, ImageTower, IntentHead, TextTower, load_text_encoder
 
 
 def _modality_index(modality: str | int) -> int:
@@ -88,6 +88,8 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
         # Bare Parameters are not covered by the default init; from_pretrained would leave them as garbage.
         if isinstance(module, DialogueRetrievalPreTrainedModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+        if isinstance(module, AttentionPooling):
+            init.zeros_(module.query)  # = masked mean pooling at the start
 
     # ----------------------------------------------------------------------------------------------- encoding
     def _context_image_features(
@@ -175,6 +177,7 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
     def _loss_and_logits(
         self, context_embeds, response_embeds, response_modality, response_ids=None, intent_logits=None,
         candidate_embeds=None, candidate_modality=None, candidate_ids=None, positive_index=None,
+        candidate_contexts=None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if candidate_embeds is None:
             candidate_embeds, candidate_modality, candidate_ids = in_batch_candidates(
@@ -187,7 +190,8 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
             candidate_ids=candidate_ids, joint_pool=self.joint_response_pool,
             intent_logits=intent_logits if self.has_intent_head else None,
             text_loss_weight=cfg.text_loss_weight, image_loss_weight=cfg.image_loss_weight,
-            intent_loss_weight=cfg.intent_loss_weight,
+            intent_loss_weight=cfg.intent_loss_weight, symmetric=cfg.symmetric_loss,
+            candidate_contexts=candidate_contexts,
         )
 
     def compute_loss(
@@ -201,11 +205,13 @@ class DialogueRetrievalPreTrainedModel(PreTrainedModel):
         candidate_modality: torch.Tensor | None = None,
         candidate_ids: torch.Tensor | None = None,
         positive_index: torch.Tensor | None = None,
+        candidate_contexts: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Training loss; the trainer passes candidates gathered from every process (``positive_index`` rows)."""
+        """Training loss; the trainer passes candidates gathered from every process (``positive_index`` rows) and,
+        with ``config.symmetric_loss``, their contexts (``candidate_contexts``, (N, 2, D))."""
         return self._loss_and_logits(
             context_embeds, response_embeds, response_modality, response_ids, intent_logits,
-            candidate_embeds, candidate_modality, candidate_ids, positive_index,
+            candidate_embeds, candidate_modality, candidate_ids, positive_index, candidate_contexts,
         )[0]
 
     # ------------------------------------------------------------------------------------------------ forward

@@ -32,7 +32,8 @@ def load_text_encoder(path: str) -> PreTrainedModel:
 
 
 def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
-    """(B, L, H) -> (B, H) by the first token (``"cls"``) or the attention-masked mean (``"mean"``)."""
+    """(B, L, H) -> (B, H) by the first token (``"cls"``) or the attention-masked mean (``"mean"``); ``"attention"``
+    pooling has weights and lives in :class:`AttentionPooling`."""
     if pooling == "cls":
         return hidden[:, 0]
     if pooling == "mean":
@@ -43,6 +44,32 @@ def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor | None
     raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
 
 
+class AttentionPooling(nn.Module):
+    """Multi-head attention pooling with one learned query per head (as SigLIP's MAP head, without its MLP).
+
+    ``(B, L, H)`` hidden states -> ``(B, H)``: each head takes a softmax-weighted mean of its slice of the tokens, the
+    weights given by the head's query. The query starts at zero, i.e. exactly masked mean pooling, so it trains from
+    scratch as mean pooling does, then learns which tokens to read: a dialogue query needs the turns about the
+    *referred* thing, not the average of everything said.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"attention pooling: hidden size {hidden_size} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.query = nn.Parameter(torch.zeros(num_heads, hidden_size // num_heads))
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, length, width = hidden.shape
+        heads = hidden.view(batch, length, self.num_heads, width // self.num_heads)
+        scores = torch.einsum("blnd,nd->bln", heads, self.query.to(hidden.dtype)) / heads.size(-1) ** 0.5
+        if attention_mask is not None:
+            scores = scores.masked_fill(~attention_mask.bool().unsqueeze(-1), torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=1)
+        return torch.einsum("bln,blnd->bnd", weights, heads).reshape(batch, width)
+
+
 class TextTower(nn.Module):
     """Text encoder + pooling: ``(B, L)`` token ids (or ``(B, L, H)`` input embeddings) -> ``(B, H)``."""
 
@@ -50,6 +77,12 @@ class TextTower(nn.Module):
         super().__init__()
         self.encoder = build_text_encoder(config)
         self.pooling = pooling
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        self.attention_pool = (
+            AttentionPooling(config.hidden_size, getattr(config, "num_attention_heads", 1))
+            if pooling == "attention" else None
+        )
         if "inputs_embeds" not in inspect.signature(self.encoder.forward).parameters:
             raise ValueError(
                 f"The text encoder {type(self.encoder).__name__} does not accept `inputs_embeds`, which context images "
@@ -67,6 +100,8 @@ class TextTower(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds)
+        if self.attention_pool is not None:
+            return self.attention_pool(out.last_hidden_state, attention_mask)
         return pool_hidden_states(out.last_hidden_state, attention_mask, self.pooling)
 
 

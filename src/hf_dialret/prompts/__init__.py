@@ -14,6 +14,12 @@ from .build import build_dialclip_for_training, load_dialclip, load_dialclip_bac
 from .config import DEFAULT_TARGET_MODULES, DialCLIPPeftType, DialCLIPPromptConfig
 from .layer import ContextPromptGenerator, DialCLIPEncoderLayer, DialCLIPLayer, DialCLIPProjectionLayer
 from .model import PROJECTION_EXPERTS, DialCLIPPromptModel
+from .pretrain_tiny import (
+    TinyClipPretrainingArguments,
+    pretrain_tiny_clip,
+    read_pretraining_record,
+    tiny_clip_prompt_config,
+)
 from .tiny import save_tiny_clip
 
 
@@ -37,9 +43,13 @@ __all__ = [
     "DialCLIPProjectionLayer",
     "DialCLIPPromptConfig",
     "DialCLIPPromptModel",
+    "TinyClipPretrainingArguments",
     "build_dialclip_for_training",
     "load_dialclip",
     "load_dialclip_backbone",
+    "pretrain_tiny_clip",
+    "read_pretraining_record",
     "register_dialclip_peft_method",
     "save_tiny_clip",
+    "tiny_clip_prompt_config",
 ]

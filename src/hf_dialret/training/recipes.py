@@ -132,24 +132,31 @@ def resolve_backbones(
 
 
 def build_dialclip(
-    clip_backbone: str, work_dir: str | os.PathLike, vocabulary: Iterable[str] | None = None, seed: int = 0
+    clip_backbone: str, work_dir: str | os.PathLike, vocabulary: Iterable[str] | None = None, seed: int = 0,
+    tiny_clip_pretrain_steps: int | None = None,
 ) -> tuple[Any, Any]:
     """``(peft_model, processor)``: a frozen CLIP with a fresh DialCLIP prompt adapter (the only trainable part).
 
-    ``clip_backbone`` is a CLIP Hub id or directory, ``open_clip:<name>[/<tag>]``, or ``"tiny"`` (a random tiny
-    CLIP written under ``work_dir`` whose tokenizer covers ``vocabulary``, default the synthetic corpus's).
+    ``clip_backbone`` is a CLIP Hub id or directory, ``open_clip:<name>[/<tag>]``, or ``"tiny"``: a 2-layer CLIP
+    pretrained contrastively on captioned synthetic pictures (:func:`hf_dialret.prompts.pretrain_tiny_clip`,
+    ``tiny_clip_pretrain_steps`` steps, default its own; cached), written under ``work_dir``, whose tokenizer
+    covers ``vocabulary`` (default the synthetic corpus's), with the adapter of
+    :func:`hf_dialret.prompts.tiny_clip_prompt_config` (context prompts from layer 1 of its 2).
     """
     from ..modeling.processing_dialclip import DialCLIPProcessor
-    from ..prompts import build_dialclip_for_training, save_tiny_clip
+    from ..prompts import build_dialclip_for_training, pretrain_tiny_clip, tiny_clip_prompt_config
 
+    prompt_config = None
     if clip_backbone == TINY:
         from ..data import synthetic_vocabulary
 
         words = list(vocabulary) if vocabulary is not None else list(synthetic_vocabulary())
-        clip_backbone = str(save_tiny_clip(Path(work_dir) / "tiny-clip", words, seed=seed))
+        steps = {} if tiny_clip_pretrain_steps is None else {"steps": tiny_clip_pretrain_steps}
+        clip_backbone = str(pretrain_tiny_clip(Path(work_dir) / "tiny-clip", words, seed=seed, **steps))
+        prompt_config = tiny_clip_prompt_config()
     elif not clip_backbone.startswith("open_clip:"):
         _check_backbone(clip_backbone, "CLIP", "--clip-backbone")
-    model = build_dialclip_for_training(clip_backbone)
+    model = build_dialclip_for_training(clip_backbone, prompt_config)
     if clip_backbone.startswith("open_clip:"):
         raise RecipeError("training DialCLIP from an open_clip name needs a processor: convert it once with "
                           "DialCLIPModel.from_open_clip(...).save_pretrained(dir) and pass --clip-backbone <dir>")

@@ -31,7 +31,10 @@ from .gather import all_gather_with_grad, gather_sizes, global_offset, is_distri
 from .schedule import SUPPORTED, time_aware_scheduler
 from .pools import SharedPool, build_shared_pool, candidate_pool_width, example_pool, has_candidate_pools, response_keys
 
-_CONTEXT_KEYS = ("input_ids", "attention_mask", "context_pixel_values")
+# DialCLIP reads its earlier turns from the context_* keys (its input_ids hold only the current turn); the other
+# models' batches lack them, and _forward passes only the keys a batch has.
+_CONTEXT_KEYS = ("input_ids", "attention_mask", "context_pixel_values", "context_input_ids", "context_attention_mask",
+                 "context_text_batch_index", "context_image_batch_index")
 _RESPONSE_KEYS = ("response_input_ids", "response_attention_mask", "response_pixel_values", "response_modality")
 
 
@@ -116,7 +119,15 @@ class DialogueRetrievalTrainer(Trainer):
             candidate_modality = all_gather_with_grad(modality, sizes)
             candidate_ids = all_gather_with_grad(ids, sizes) if ids is not None else None
             positive_index = positive_index + global_offset(sizes)
-        loss = self._retriever(model).compute_loss(
+        retriever = self._retriever(model)
+        extra = {}
+        if getattr(retriever.config, "symmetric_loss", False):
+            # The response -> context direction needs the contexts of every candidate, gathered the same way.
+            extra["candidate_contexts"] = context_embeds
+            if candidates is not responses:
+                extra["candidate_contexts"] = all_gather_with_grad(context_embeds, sizes)
+        loss = retriever.compute_loss(
+            **extra,
             context_embeds=context_embeds,
             response_embeds=responses,
             response_modality=modality,
