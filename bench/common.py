@@ -113,23 +113,40 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def timed_both(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call of ``fn`` (synchronised on CUDA).
+
+    On a CPU shared with other jobs the wall time includes the time this process waited for a core; the CPU time
+    (every thread of the process, ``time.process_time``) does not, so figures built on it move far less with the
+    load. With several threads it also counts OpenMP's spin-waits at barriers, an overhead that is the step's own.
+    """
+    synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def matmul_flops(
-    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5, min_seconds: float = 0.5
+    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5, min_seconds: float = 0.5,
+    cpu_time: bool = False,
 ) -> float:
     """The machine's achievable dense matmul rate in FLOP/s for ``dtype`` (median of ``repeats`` timings).
 
     A square ``size``×``size`` GEMM is the best case for the BLAS (oneDNN/MKL on CPU, cuBLAS on GPU), so it is the
     ceiling that a training step's FLOP/s is compared with. bf16 on CPU runs on AMX/AVX512-BF16 where present.
+    ``cpu_time``: FLOP per second of process CPU time (see :func:`timed_both`), the ceiling for CPU-time figures.
     """
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     flops_per_call = 2.0 * size**3
+    pick = 1 if cpu_time else 0
     with torch.inference_mode():
         torch.mm(a, b)  # warm-up: thread pool, kernel selection
         calls = max(1, int(min_seconds / max(timed(lambda: torch.mm(a, b), device), 1e-6)))
         rates = []
         for _ in range(repeats):
-            seconds = timed(lambda: [torch.mm(a, b) for _ in range(calls)], device)
+            seconds = timed_both(lambda: [torch.mm(a, b) for _ in range(calls)], device)[pick]
             rates.append(flops_per_call * calls / seconds)
     return median(rates)
 

@@ -1,6 +1,6 @@
 """Encoding throughput: hf_dialret's fast path (fp32, bf16) against sentence-transformers on the same BERT weights.
 
-Usage: ``python bench/encode.py [--contexts 256] [--runs 5] [--batch-size 64] [--layers 4 --hidden 512 ...]``
+Usage: ``python bench/encode.py [--contexts 256] [--responses 512] [--runs 5] [--batch-size 64] [--layers 4 --hidden 512 ...]``
 
 One random BERT (BERT-small shape by default: 4 layers, hidden 512, so matmuls dominate) is saved locally with the
 synthetic corpus's tokenizer and loaded twice: as the text towers of an MDR model (``from_backbones``, mean pooling)
@@ -8,7 +8,8 @@ and as a ``SentenceTransformer`` (Transformer -> mean Pooling -> Normalize). Bot
 the synthetic corpus (for sentence-transformers flattened to ``"A: ... [SEP] B: ..."``, which tokenises to the very
 same ids as the processor's output; checked) and the same text responses, with the same batch size and threads, in
 alternating order in one process. Reported: medians of ``--runs`` timings, ratios to sentence-transformers from the
-same runs, FLOP/s as a fraction of the matmul rate measured in the same run, and a ranking check of bf16 against fp32.
+same runs (by wall time and by process CPU time, which leaves out waiting for a core on a shared machine), FLOP/s as a
+fraction of the matmul rate measured in the same run, and a ranking check of bf16 against fp32.
 Runs unchanged on a CUDA GPU (picked automatically, or ``--device``).
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections.abc import Callable
 
 import torch
@@ -29,7 +29,7 @@ from common import (
     pick_device,
     precision_context,
     print_machine,
-    synchronize,
+    timed_both,
 )
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -63,13 +63,18 @@ def build(args: argparse.Namespace, workdir: str, device: torch.device):
 
 
 def corpus_inputs(args: argparse.Namespace, processor: DialogueRetrievalProcessor):
-    corpus = make_synthetic_corpus(8, num_validation_dialogues=4, num_test_dialogues=args.contexts, image_size=48)
+    """The first ``--contexts`` test dialogues (and their responses, for the ranking check), and the text responses
+    of as many test dialogues as it takes to have ``--responses`` of them (about half the responses are images)."""
+    needed = max(args.contexts, 2 * args.responses + 64)
+    corpus = make_synthetic_corpus(8, num_validation_dialogues=4, num_test_dialogues=needed, image_size=48)
     test = corpus["test"]
     collator = DialogueRetrievalCollator(processor)
+    everything = [collator._response(row) for row in test]
+    texts = [r["text"] for r, _ in everything if r["modality"] == "text"][: args.responses]
+    test = test.select(range(args.contexts))
     dialogues = [collator._turns(row) for row in test]
-    responses = [collator._response(row) for row in test]
+    responses = everything[: args.contexts]
     flat = [" [SEP] ".join(f"{t['speaker']}: {t['text']}" for t in d) for d in dialogues]
-    texts = [r["text"] for r, _ in responses if r["modality"] == "text"]
     return test, dialogues, flat, responses, texts
 
 
@@ -121,6 +126,7 @@ def flops_of(fn: Callable[[], object]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contexts", type=int, default=256, help="test dialogues to encode")
+    parser.add_argument("--responses", type=int, default=512, help="text responses to encode")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
@@ -173,27 +179,27 @@ def main() -> None:
         flops = {name: flops_of(fn) for name, fn in fns.items()}
         for fn in fns.values():
             fn()  # warm-up: allocator, oneDNN kernel selection
-        times: dict[str, list[float]] = {name: [] for name in fns}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}  # (wall, CPU) per run
         names = list(fns)
         for r in range(args.runs):
             for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order every run
-                synchronize(device)
-                start = time.perf_counter()
-                fns[name]()
-                synchronize(device)
-                times[name].append(time.perf_counter() - start)
-        # Ratio per run (same load), then the median of the ratios.
+                times[name].append(timed_both(fns[name], device))
+        # Ratio per run (same load), then the median of the ratios; by wall time and by process CPU time (which
+        # leaves out the time spent waiting for a core, so it moves far less with the other jobs' load).
         base = times["sentence-transformers fp32"]
         rows = []
         for name in names:
-            t = median(times[name])
-            ratio = median(b / x for b, x in zip(base, times[name]))
+            t = median(wall for wall, _ in times[name])
+            ratio = median(b[0] / x[0] for b, x in zip(base, times[name]))
+            ratio_cpu = median(b[1] / x[1] for b, x in zip(base, times[name]))
             rate = peak[torch.bfloat16 if "bf16" in name else torch.float32]
-            rows.append([name, f"{n / t:,.0f}", f"{ratio:.2f}×", f"{flops[name] / n / 1e9:.2f}",
-                         f"{100 * flops[name] / t / rate:.0f} %"])
+            cpu_ratio = f"{ratio_cpu:.2f}×" if device.type == "cpu" else "–"  # GPU kernels are not CPU time
+            rows.append([name, f"{n / t:,.0f}", f"{ratio:.2f}×", cpu_ratio,
+                         f"{flops[name] / n / 1e9:.2f}", f"{100 * flops[name] / t / rate:.0f} %"])
         print(f"\n## {kind} ({n} per run, median of {args.runs}; load average {load_average()})\n")
-        print(markdown_table([f"{kind} encoder", f"{kind}/s", "vs ST fp32 (same runs)", "GFLOP per item",
-                              "of matmul peak (same dtype)"], rows))
+        print(markdown_table([f"{kind} encoder", f"{kind}/s", "vs ST fp32, wall (same runs)",
+                              "vs ST fp32, CPU time (same runs)", "GFLOP per item", "of matmul rate (same dtype)"],
+                             rows))
     print("\n## ranking check: bf16 vs fp32 on the deduplicated synthetic test pool (texts + images)\n")
     print(markdown_table(["metric", "fp32 recall %", "bf16 recall %", "Δ points", "bf16 finds fp32's top-1 %"],
                          ranking_check(model, processor, test, dialogues, responses, bs)))

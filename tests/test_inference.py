@@ -99,3 +99,53 @@ def test_dialclip_turns_follow_their_dialogue(tmp_path):
         want = model.encode_context(**{k: v for k, v in processor(dialogues).items()})
     got = encode_contexts(model, processor, dialogues, batch_size=2, precision="fp32")
     torch.testing.assert_close(got, want, **TOL)
+
+
+def test_images_are_batched_in_order_without_an_explicit_chunk(tiny_config, tiny_processor):
+    """Images go batch_size at a time (not one big chunk); texts and images interleaved come back in input order."""
+    torch.manual_seed(0)
+    model = hf_dialret.MultimodalDualRetrieverModel(tiny_config(hf_dialret.MultimodalDualRetrieverConfig)).eval()
+    red, blue, green, white = (Image.new("RGB", (48, 48), colour) for colour in ("red", "blue", "green", "white"))
+    responses = [red, "wow nice", blue, green, "a red ball", white, "ok"]
+    _, want = _direct(model, tiny_processor, [["hi"]] * len(responses), responses)
+    got = encode_responses(model, tiny_processor, responses, batch_size=2, precision="fp32")
+    torch.testing.assert_close(got, want, **TOL)
+
+
+def test_context_and_intent_in_one_pass_match_the_model(tiny_config, tiny_processor, inputs):
+    """encode_contexts_with_intent == encode_context + predict_intent, for DR (own intent encoder) and SDR (shared)."""
+    dialogues, _ = inputs
+    for name in ("DualRetriever", "SharedDualRetriever"):
+        torch.manual_seed(0)
+        model = getattr(hf_dialret, f"{name}Model")(tiny_config(getattr(hf_dialret, f"{name}Config"))).eval()
+        with torch.no_grad():
+            batch = tiny_processor(dialogues=dialogues)
+            args = (batch["input_ids"], batch["attention_mask"], batch.get("context_pixel_values"))
+            want_queries, want_intent = model.encode_context(*args), model.predict_intent(*args)
+        queries, intent = inference.encode_contexts_with_intent(model, tiny_processor, dialogues, batch_size=3,
+                                                                precision="fp32", chunk_size=5)
+        torch.testing.assert_close(queries, want_queries, **TOL)
+        torch.testing.assert_close(intent, want_intent, **TOL)
+    mdr = hf_dialret.MultimodalDualRetrieverModel(tiny_config(hf_dialret.MultimodalDualRetrieverConfig))
+    with pytest.raises(ValueError, match="no intent head"):
+        inference.encode_contexts_with_intent(mdr, tiny_processor, dialogues, precision="fp32")
+
+
+def test_eval_mode_gives_every_module_its_own_mode_back(tiny_config, tiny_processor, inputs):
+    """A training model with a frozen (eval-mode) tower: encoding runs without dropout and leaves both modes as
+    they were (``model.train(was_training)`` would have switched the frozen tower to training)."""
+    torch.manual_seed(0)
+    model = hf_dialret.MultimodalDualRetrieverModel(tiny_config(hf_dialret.MultimodalDualRetrieverConfig)).train()
+    for module in model.modules():  # the tiny configs have no dropout: give them some, so that it would show
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    model.image_tower.eval()
+    _, responses = inputs
+    first = encode_responses(model, tiny_processor, responses, precision="fp32")
+    second = encode_responses(model, tiny_processor, responses, precision="fp32")
+    torch.testing.assert_close(first, second, rtol=0, atol=0)  # no dropout while encoding
+    assert model.training and model.context.training
+    assert not any(module.training for module in model.image_tower.modules())
+    with inference.eval_mode(model):
+        assert not any(module.training for module in model.modules())
+    assert model.training and not model.image_tower.training

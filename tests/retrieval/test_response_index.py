@@ -17,34 +17,88 @@ from retrieval_helpers import DIALOGUES, TEXTS, image
 
 
 def _reference_scores(model, processor, dialogues, responses):
-    """Brute force per docs/internals.md: candidate of modality m scored with context_embeds[:, m]."""
+    """Brute force per docs/internals.md: candidate of modality m scored with context_embeds[:, m]; candidates in
+    the order of ``responses`` (ids of an index built from them in that order)."""
     with torch.inference_mode():
         batch = processor(dialogues=dialogues, responses=responses, return_tensors="pt")
         queries = model.encode_context(batch["input_ids"], batch["attention_mask"], batch.get("context_pixel_values"))
         cands = model.encode_responses(batch.get("response_input_ids"), batch.get("response_attention_mask"),
-                                       batch.get("response_pixel_values"))
-    modality = batch["response_modality"]  # texts first, then images: the order encode_responses returns
-    order = torch.cat([torch.nonzero(modality == 0).flatten(), torch.nonzero(modality == 1).flatten()])
-    modality = modality[order]
+                                       batch.get("response_pixel_values"), batch["response_modality"])
+    modality = batch["response_modality"]
     scores = torch.einsum("bmd,nd->bmn", queries, cands)
     return scores[:, modality, torch.arange(len(modality))].numpy(), modality.numpy()
+
+
+def _assert_hits_match(hits, expected, modality, atol):
+    for row, ref in zip(hits, expected):
+        np.testing.assert_allclose([h.score for h in row], np.sort(ref)[::-1], atol=atol)
+        assert [h.modality for h in row] == ["text" if modality[h.id] == 0 else "image" for h in row]
+        np.testing.assert_allclose([h.score for h in row], ref[[h.id for h in row]], atol=atol)  # right ids
 
 
 def test_mdr_joint_pool_matches_brute_force(mdr_model, tiny_processor):
     images = [image(1), image(2), image(3)]
     index = ResponseIndex.build(mdr_model, tiny_processor, texts=TEXTS, images=images, batch_size=3,
-                                show_progress=False)
+                                show_progress=False, precision="fp32")
     assert index.counts == {"text": len(TEXTS), "image": 3} and len(index) == 8
     hits = index.search(DIALOGUES, k=8)
     expected, modality = _reference_scores(mdr_model, tiny_processor, DIALOGUES, TEXTS + images)
+    _assert_hits_match(hits, expected, modality, atol=1e-5)
     for row, ref in zip(hits, expected):
         assert [h.id for h in row] == list(np.argsort(-ref, kind="stable"))
-        np.testing.assert_allclose([h.score for h in row], np.sort(ref)[::-1], atol=1e-5)
         assert {h.modality for h in row} == {"text", "image"}  # one joint pool
-        assert [h.modality for h in row] == ["text" if modality[h.id] == 0 else "image" for h in row]
     top = hits[0][0]
     assert top.value == (TEXTS[top.id] if top.modality == "text" else top.value)
     assert isinstance(index[5].load_image(), type(images[0]))
+
+
+def test_bf16_index_is_close_to_fp32_brute_force(mdr_model, tiny_processor):
+    """bf16 encoding (candidates and queries) on the tiny MDR: scores within bf16 rounding, the same top-1."""
+    images = [image(1), image(2), image(3)]
+    index = ResponseIndex.build(mdr_model, tiny_processor, texts=TEXTS, images=images, show_progress=False,
+                                precision="bf16")
+    hits = index.search(DIALOGUES, k=8)
+    expected, modality = _reference_scores(mdr_model, tiny_processor, DIALOGUES, TEXTS + images)
+    _assert_hits_match(hits, expected, modality, atol=2e-2)  # bf16 keeps 8 bits of mantissa: ~4e-3 per value
+    assert [row[0].id for row in hits] == [int(np.argmax(ref)) for ref in expected]
+
+
+def test_mixed_candidates_in_small_chunks_keep_their_ids(mdr_model, tiny_processor):
+    """Texts and images interleaved, batch_size 2: images are encoded two at a time and texts in larger chunks, so
+    the modalities are encoded out of arrival order; every id must still hold its own candidate's vector."""
+    pool = [image(20), TEXTS[0], image(21), image(22), TEXTS[1], image(23), TEXTS[2], image(24), TEXTS[3]]
+    index = ResponseIndex.build(mdr_model, tiny_processor, pool, batch_size=2, show_progress=False, precision="fp32")
+    assert [c.modality for c in index._candidates] == ["text" if isinstance(c, str) else "image" for c in pool]
+    expected, modality = _reference_scores(mdr_model, tiny_processor, DIALOGUES, pool)
+    hits = index.search(DIALOGUES, k=len(pool), batch_size=2)
+    _assert_hits_match(hits, expected, modality, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])  # these weights send every dialogue to the text (0) or image (1) pool
+def test_sdr_two_step_search_matches_brute_force(make_model, tiny_processor, seed):
+    """SDR: the intent head picks the pool (queries and intent from one forward), scores equal the brute force."""
+    sdr = make_model("sdr", seed=seed)
+    images = [image(1), image(2)]
+    index = ResponseIndex.build(sdr, tiny_processor, texts=TEXTS, images=images, show_progress=False,
+                                precision="fp32")
+    expected, modality = _reference_scores(sdr, tiny_processor, DIALOGUES, TEXTS + images)
+    with torch.inference_mode():
+        batch = tiny_processor(dialogues=DIALOGUES, return_tensors="pt")
+        predicted = sdr.predict_intent(batch["input_ids"], batch["attention_mask"]).argmax(-1).numpy()
+    for row, ref, label in zip(index.search(DIALOGUES, k=10, batch_size=2), expected, predicted):
+        pool = modality == label
+        assert len(row) == int(pool.sum()) and all(modality[h.id] == label for h in row)
+        np.testing.assert_allclose([h.score for h in row], np.sort(ref[pool])[::-1], atol=1e-5)
+
+
+def test_precision_is_saved_and_can_be_overridden(mdr_model, tiny_processor, tmp_path):
+    index = ResponseIndex.build(mdr_model, tiny_processor, texts=TEXTS[:2], show_progress=False, precision="fp32")
+    index.save(tmp_path / "index")
+    assert ResponseIndex.load(tmp_path / "index", mdr_model, tiny_processor).precision == "fp32"
+    assert ResponseIndex.load(tmp_path / "index", precision="bf16").precision == "bf16"
+    assert ResponseIndex(8).precision == "auto"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        ResponseIndex.build(mdr_model, tiny_processor, texts=TEXTS[:2], show_progress=False, precision="fp16")
 
 
 def test_dr_searches_the_predicted_modality(dr_model, tiny_processor, image_files):

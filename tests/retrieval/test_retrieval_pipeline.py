@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from retrieval_helpers import DIALOGUES, TEXTS
 from transformers import pipeline
@@ -53,3 +54,16 @@ def test_pipeline_errors(mdr_dir, dr_dir, mdr_index_dir, mdr_model, tiny_process
     assert direct(DIALOGUES[1], top_k=1)[0]["modality"] == "text"
     with pytest.raises(TypeError, match="unexpected arguments"):
         direct(DIALOGUES[1], k=1)
+
+
+def test_pipeline_precision_overrides_the_index(mdr_dir, mdr_index_dir, mdr_model, tiny_processor):
+    """precision= reaches the index (fp32: the index's own scores exactly); a bad value is refused."""
+    exact = pipeline("dialogue-response-retrieval", model=mdr_dir, index=mdr_index_dir, device="cpu", precision="fp32")
+    assert exact.index.precision == "fp32"
+    reference = ResponseIndex.load(mdr_index_dir, mdr_model, tiny_processor, precision="fp32")
+    want = reference.search([DIALOGUES[0]], k=3)[0]
+    got = exact(DIALOGUES[0], top_k=3)
+    assert [h["id"] for h in got] == [h.id for h in want]
+    np.testing.assert_allclose([h["score"] for h in got], [h.score for h in want], atol=1e-6)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        pipeline("dialogue-response-retrieval", model=mdr_dir, index=mdr_index_dir, device="cpu", precision="fp8")

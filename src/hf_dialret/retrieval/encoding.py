@@ -1,15 +1,17 @@
-"""Encoding candidates and dialogues with any hf_dialret retriever, through the contract of ``docs/internals.md``.
+"""What the index needs from a model on top of :mod:`hf_dialret.inference`: its identity, dialogues in the forms
+users type, the candidates' embeddings per modality, and the probe that ties a saved index to the model's weights.
 
-Only the model surface is used (``encode_responses``, ``encode_context``, ``predict_intent``,
-``joint_response_pool``), so DR, SDR, MDR and DialCLIP (also wrapped in a ``PeftModel``) all work the same way.
+Encoding itself is :mod:`hf_dialret.inference`'s (length buckets, one tokenizer call per chunk, inference mode,
+``precision`` = ``"auto"`` / ``"fp32"`` / ``"bf16"``): these functions only adapt its tensors to the index's numpy
+arrays. Only the model surface of ``docs/internals.md`` is used (``encode_responses``, ``encode_context``,
+``forward`` for the intent, ``joint_response_pool``), so DR, SDR, MDR and DialCLIP (also wrapped in a
+``PeftModel``) all work the same way.
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..inference import Precision, encode_contexts, encode_contexts_with_intent, encode_responses
 from .candidates import IMAGE_MODALITY, TEXT_MODALITY, Candidate
 
 #: A fixed text response encoded at build time and again when a model is bound to a loaded index: a different
@@ -75,42 +78,18 @@ def _absolute_if_local(name_or_path: str | None) -> str | None:
     return name_or_path
 
 
-def model_device(model: Any) -> torch.device:
-    device = getattr(model, "device", None)
-    if isinstance(device, torch.device):
-        return device
-    return next(model.parameters()).device
-
-
-@contextlib.contextmanager
-def eval_mode(model: Any) -> Iterator[None]:
-    """Encode without dropout, then give the model back in the mode it was in (it may be mid-training)."""
-    was_training = bool(getattr(model, "training", False))
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        if was_training:
-            model.train()
-
-
-def _accepted(method: Callable[..., Any], batch: Any, device: torch.device) -> dict[str, Any]:
-    """Keep the processor outputs that ``method`` accepts, on the model's device.
-
-    Processors may return more keys than a given method takes (e.g. context keys next to response keys).
-    """
-    names = inspect.signature(method).parameters
-    return {key: value.to(device) for key, value in batch.items() if key in names and torch.is_tensor(value)}
-
-
 def _as_numpy(embeds: torch.Tensor) -> np.ndarray:
     return embeds.detach().to(device="cpu", dtype=torch.float32).numpy()
 
 
-def encode_candidates(model: Any, processor: Any, candidates: Sequence[Candidate]) -> dict[str, np.ndarray]:
-    """Embed one batch of candidates: ``{"text": (T, D), "image": (I, D)}`` float32, each in the batch's order."""
-    device = model_device(model)
+def encode_candidates(
+    model: Any, processor: Any, candidates: Sequence[Candidate], batch_size: int = 64, precision: Precision = "auto"
+) -> dict[str, np.ndarray]:
+    """Embed candidates: ``{"text": (T, D), "image": (I, D)}`` float32, each in the candidates' order.
+
+    One :func:`~hf_dialret.inference.encode_responses` call per modality (texts length-bucketed, images
+    ``batch_size`` at a time); image candidates are decoded here, so pass as many as you can hold decoded.
+    """
     out: dict[str, np.ndarray] = {}
     groups: dict[str, list[Any]] = {
         TEXT_MODALITY: [c.text for c in candidates if c.modality == TEXT_MODALITY],
@@ -119,8 +98,7 @@ def encode_candidates(model: Any, processor: Any, candidates: Sequence[Candidate
     for modality, values in groups.items():
         if not values:
             continue
-        batch = processor(responses=values, return_tensors="pt")
-        embeds = model.encode_responses(**_accepted(model.encode_responses, batch, device))
+        embeds = encode_responses(model, processor, values, batch_size=batch_size, precision=precision)
         if embeds.shape[0] != len(values):
             raise RuntimeError(
                 f"{type(base_model(model)).__name__}.encode_responses returned {embeds.shape[0]} embeddings for "
@@ -162,23 +140,31 @@ def normalize_dialogue(dialogue: Any) -> list[Any]:
 
 
 def encode_dialogues(
-    model: Any, processor: Any, dialogues: Sequence[Any], with_intent: bool
+    model: Any,
+    processor: Any,
+    dialogues: Sequence[Any],
+    with_intent: bool,
+    batch_size: int = 32,
+    precision: Precision = "auto",
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Embed a batch of dialogues: queries (B, 2, D) and, when asked, intent logits (B, 2)."""
-    device = model_device(model)
-    batch = processor(dialogues=[normalize_dialogue(d) for d in dialogues], return_tensors="pt")
-    queries = model.encode_context(**_accepted(model.encode_context, batch, device))
+    """Embed dialogues (any form :func:`normalize_dialogue` takes): queries (B, 2, D) and, when asked, intent logits
+    (B, 2)."""
+    turns = [normalize_dialogue(d) for d in dialogues]
+    if with_intent:
+        queries, intent = encode_contexts_with_intent(model, processor, turns, batch_size, precision)
+        return _as_numpy(queries), _as_numpy(intent)
+    queries = encode_contexts(model, processor, turns, batch_size, precision)
     if queries.ndim != 3 or queries.shape[1] != 2:
         raise RuntimeError(
             f"encode_context must return (batch, 2, dim) query embeddings, got shape {tuple(queries.shape)}"
         )
-    intent = None
-    if with_intent:
-        intent = _as_numpy(model.predict_intent(**_accepted(model.predict_intent, batch, device)))
-    return _as_numpy(queries), intent
+    return _as_numpy(queries), None
 
 
 def probe_embedding(model: Any, processor: Any) -> np.ndarray:
-    """The model's embedding of :data:`PROBE_TEXT` (see there)."""
-    with eval_mode(model):
-        return encode_candidates(model, processor, [Candidate(TEXT_MODALITY, text=PROBE_TEXT)])[TEXT_MODALITY][0]
+    """The model's fp32 embedding of :data:`PROBE_TEXT` (see there).
+
+    Always fp32, whatever the index's precision: the probe identifies the weights, so it must not depend on the
+    hardware an index was built or loaded on.
+    """
+    return _as_numpy(encode_responses(model, processor, [PROBE_TEXT], batch_size=1, precision="fp32"))[0]

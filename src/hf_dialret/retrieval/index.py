@@ -11,6 +11,10 @@ query scores each candidate with the query embedding of the candidate's modality
 
 Exact search (``factory="Flat"``, FAISS ``IndexFlatIP``) is the default; any FAISS factory string (``"HNSW32"``,
 ``"IVF1024,PQ32"``, ``"IVF256,Flat"``) gives an approximate index for large pools, trained on the first vectors added.
+
+Candidates and queries are encoded by :mod:`hf_dialret.inference` (length buckets, inference mode), with the index's
+``precision``: ``"auto"`` (bf16 autocast where the hardware multiplies bf16 natively, else fp32), ``"fp32"`` (the
+model's exact fp32 embeddings) or ``"bf16"``.
 """
 
 from __future__ import annotations
@@ -25,14 +29,22 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..inference import PRECISIONS, Precision, eval_mode
 from ..modeling.modeling_outputs import RESPONSE_MODALITIES
-from .candidates import Candidate, RetrievalHit, count_hint, iter_candidates, precomputed_candidate
+from .candidates import (
+    IMAGE_MODALITY,
+    TEXT_MODALITY,
+    Candidate,
+    RetrievalHit,
+    count_hint,
+    iter_candidates,
+    precomputed_candidate,
+)
 from .encoding import (
     PROBE_MIN_COSINE,
     ModelIdentity,
     encode_candidates,
     encode_dialogues,
-    eval_mode,
     model_identity,
     probe_embedding,
 )
@@ -41,6 +53,15 @@ from .storage import atomic_write_dir, read_index_files, write_index_files
 
 #: Vectors are normalised and handed to FAISS in chunks of this many rows, so adding never doubles the memory.
 _ADD_CHUNK = 65536
+#: Texts (and dialogues) are encoded this many batches at a time: enough rows for the length buckets of
+#: :mod:`hf_dialret.inference` to cut padding, few enough that a chunk's tokens are small.
+_BATCHES_PER_CHUNK = 16
+
+
+def _check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
 
 
 class ResponseIndex:
@@ -48,7 +69,8 @@ class ResponseIndex:
 
     Build one with :meth:`build` (a model and its processor encode the candidates) or :meth:`from_embeddings`
     (precomputed vectors); grow it with :meth:`add`; query it with :meth:`search`; persist it with :meth:`save` and
-    :meth:`load`.
+    :meth:`load`. ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``; an attribute, saved with the index) is the
+    precision of every encoding the index does, candidates and queries alike.
 
     Example:
 
@@ -73,6 +95,7 @@ class ResponseIndex:
         self.search_parameters: str | None = None
         self.batch_size = 64
         self.show_progress = True
+        self.precision: Precision = "auto"
         self._indexes: dict[str, faiss.Index] = {}
         self._ids: dict[str, np.ndarray] = {m: np.zeros(0, dtype=np.int64) for m in RESPONSE_MODALITIES}
         self._candidates: list[Candidate] = []
@@ -93,8 +116,14 @@ class ResponseIndex:
         factory: str = "Flat",
         batch_size: int = 64,
         show_progress: bool = True,
+        precision: Precision = "auto",
     ) -> ResponseIndex:
-        """Encode candidates with ``model`` and index them (see :meth:`add` for the accepted candidate forms)."""
+        """Encode candidates with ``model`` and index them (see :meth:`add` for the accepted candidate forms).
+
+        ``precision``: ``"auto"`` (bf16 autocast where the hardware multiplies bf16 natively, else fp32), ``"fp32"``
+        (exact fp32 embeddings) or ``"bf16"``; kept for the queries of :meth:`search` and saved with the index.
+        """
+        _check_precision(precision)
         identity = model_identity(model)
         probe = probe_embedding(model, processor)
         if identity.dim is not None and identity.dim != probe.shape[0]:
@@ -104,7 +133,7 @@ class ResponseIndex:
             )
         index = cls(probe.shape[0], factory, model_info=identity)
         index.model, index.processor, index._probe = model, processor, probe
-        index.batch_size, index.show_progress = batch_size, show_progress
+        index.batch_size, index.show_progress, index.precision = batch_size, show_progress, precision
         index.add(candidates, texts=texts, images=images)
         return index
 
@@ -178,36 +207,43 @@ class ResponseIndex:
         """
         if self.model is None:
             raise RuntimeError("this index has no model: pass model= and processor= to ResponseIndex.load, or bind()")
+        _check_precision(self.precision)
         buffers: dict[str, list[np.ndarray]] = {m: [] for m in RESPONSE_MODALITIES}
         new: list[Candidate] = []
+        # Candidates wait per modality until a chunk is full. Texts go in chunks of many batches, so that the
+        # length buckets cut padding; images batch_size at a time, because a waiting image is decoded when its
+        # chunk is encoded and one size fits all (nothing to bucket). The candidates' order within each modality,
+        # which ties vectors to ids, is the order they arrive in.
+        limits = {TEXT_MODALITY: _BATCHES_PER_CHUNK * self.batch_size, IMAGE_MODALITY: self.batch_size}
+        waiting: dict[str, list[Candidate]] = {m: [] for m in RESPONSE_MODALITIES}
         progress = tqdm(
             total=count_hint(texts, images, candidates),
             desc="Encoding candidates",
             unit="cand",
             disable=not self.show_progress,
         )
-        chunk: list[Candidate] = []
-        with progress, eval_mode(self.model):
+        with progress, eval_mode(self.model):  # one switch to eval mode for the whole pool, not one per chunk
             for candidate in iter_candidates(candidates, texts, images):
-                chunk.append(candidate)
-                if len(chunk) == self.batch_size:
-                    self._encode_into(chunk, buffers, new, progress)
-                    chunk = []
-            if chunk:
-                self._encode_into(chunk, buffers, new, progress)
+                new.append(candidate)
+                queue = waiting[candidate.modality]
+                queue.append(candidate)
+                if len(queue) >= limits[candidate.modality]:
+                    self._encode_into(queue, buffers, progress)
+                    queue.clear()
+            for queue in waiting.values():
+                if queue:
+                    self._encode_into(queue, buffers, progress)
         if not new:
             return []
         vectors = {m: np.concatenate(buffers[m]) for m in RESPONSE_MODALITIES if buffers[m]}
         return self._add_vectors(vectors, new)
 
-    def _encode_into(
-        self, chunk: list[Candidate], buffers: dict[str, list[np.ndarray]], new: list[Candidate], progress: tqdm
-    ) -> None:
-        for modality, embeds in encode_candidates(self.model, self.processor, chunk).items():
+    def _encode_into(self, chunk: list[Candidate], buffers: dict[str, list[np.ndarray]], progress: tqdm) -> None:
+        encoded = encode_candidates(self.model, self.processor, chunk, self.batch_size, self.precision)
+        for modality, embeds in encoded.items():
             if embeds.shape[1] != self.dim:
                 raise ValueError(f"model/index mismatch: model encodes {embeds.shape[1]}-dim, index holds {self.dim}")
             buffers[modality].append(embeds)
-        new.extend(chunk)
         progress.update(len(chunk))
 
     def add_embeddings(
@@ -289,18 +325,25 @@ class ResponseIndex:
     def search(
         self, dialogues: Sequence[Any], k: int = 10, *, modality: SearchModality = "auto", batch_size: int = 32
     ) -> list[list[RetrievalHit]]:
-        """Top-``k`` candidates for each dialogue (a list of turns: strings or turn dicts), best first."""
+        """Top-``k`` candidates for each dialogue (a list of turns: strings or turn dicts), best first.
+
+        Dialogues are encoded ``batch_size`` at a time in the index's ``precision``.
+        """
         if self.model is None:
             raise RuntimeError("this index has no model: pass model= and processor= to ResponseIndex.load, or bind()")
         if isinstance(dialogues, str) or (dialogues and not isinstance(dialogues[0], (list, tuple))):
             raise TypeError("search takes a list of dialogues (each a list of turns); wrap a single dialogue in [...]")
         info = self.model_info
         with_intent = modality == "auto" and info is not None and info.has_intent_head
+        _check_precision(self.precision)
         queries, intents = [], []
+        # Chunks of many batches: the length buckets need rows to sort, and only one chunk of dialogues has its
+        # image files opened at a time.
+        chunk = _BATCHES_PER_CHUNK * batch_size
         with eval_mode(self.model):
-            for start in range(0, len(dialogues), batch_size):
-                q, intent = encode_dialogues(self.model, self.processor, dialogues[start : start + batch_size],
-                                             with_intent)
+            for start in range(0, len(dialogues), chunk):
+                q, intent = encode_dialogues(self.model, self.processor, dialogues[start : start + chunk],
+                                             with_intent, batch_size, self.precision)
                 queries.append(q)
                 intents.append(intent)
         if not queries:
@@ -346,6 +389,7 @@ class ResponseIndex:
             "metric": "inner_product",
             "normalized": True,
             "search_parameters": self.search_parameters,
+            "precision": self.precision,
             "counts": self.counts,
             "model": asdict(self.model_info) if self.model_info is not None else None,
             "probe_embedding": self._probe.tolist() if self._probe is not None else None,
@@ -354,12 +398,23 @@ class ResponseIndex:
 
     @classmethod
     def load(
-        cls, directory: str | os.PathLike[str], model: Any = None, processor: Any = None, *, check_model: bool = True
+        cls,
+        directory: str | os.PathLike[str],
+        model: Any = None,
+        processor: Any = None,
+        *,
+        check_model: bool = True,
+        precision: Precision | None = None,
     ) -> ResponseIndex:
-        """Read an index saved by :meth:`save`; with ``model`` and ``processor``, bind them (see :meth:`bind`)."""
+        """Read an index saved by :meth:`save`; with ``model`` and ``processor``, bind them (see :meth:`bind`).
+
+        ``precision`` of new encodings: by default the one the index was saved with (``"auto"`` for indexes saved
+        before it was recorded), so queries are encoded like the candidates were.
+        """
         config, candidates, sub_indexes = read_index_files(directory)
         info = ModelIdentity(**config["model"]) if config.get("model") else None
         index = cls(int(config["dim"]), config["factory"], model_info=info)
+        index.precision = _check_precision(precision or config.get("precision") or "auto")  # type: ignore[assignment]
         if config.get("probe_embedding") is not None:
             index._probe = np.asarray(config["probe_embedding"], dtype=np.float32)
         index._candidates = candidates

@@ -45,6 +45,8 @@ class DialogueResponseRetrievalPipeline(Pipeline):
         index (`ResponseIndex` or path): the candidate pool, or the directory it was saved to.
         processor: the model's ``DialogueRetrievalProcessor``; loaded from the model's directory when omitted.
         check_index (`bool`, defaults to `True`): verify that the index was built with this model's weights.
+        precision (`str`, *optional*): `"auto"`, `"fp32"` or `"bf16"` for encoding the dialogues; defaults to the
+            precision the index was built with (see `ResponseIndex`).
         top_k (`int`, defaults to 10): number of responses returned per dialogue.
         modality (`str`, defaults to `"auto"`): `"auto"` (DR/SDR: predicted modality, MDR/DialCLIP: joint pool),
             `"both"`, `"text"` or `"image"`.
@@ -59,7 +61,9 @@ class DialogueResponseRetrievalPipeline(Pipeline):
     _load_feature_extractor = False
     _load_video_processor = False
 
-    def __init__(self, *args: Any, index: Any = None, check_index: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, index: Any = None, check_index: bool = True, precision: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         from .index import ResponseIndex  # lazy: keeps faiss out of `import hf_dialret`
 
@@ -72,6 +76,12 @@ class DialogueResponseRetrievalPipeline(Pipeline):
             index.bind(self.model, processor, check=check_index)
         else:
             raise TypeError(f"index must be a ResponseIndex or a directory, got {type(index).__name__}")
+        if precision is not None:
+            from ..inference import PRECISIONS
+
+            if precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            index.precision = precision
         self.processor, self.index = processor, index
 
     def _load_own_processor(self) -> Any:
