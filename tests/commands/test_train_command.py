@@ -76,6 +76,9 @@ def test_train_then_evaluate_end_to_end(tmp_path, capsys) -> None:
     processor = AutoProcessor.from_pretrained(output)
     assert isinstance(model, hf_dialret.MultimodalDualRetrieverModel)
     assert isinstance(processor, hf_dialret.DialogueRetrievalProcessor)
+    # The tiny preset: symmetric loss on, pictures fed at 128 px.
+    assert model.config.symmetric_loss is True
+    assert processor.image_processor.size["shortest_edge"] == 128
     model.eval()
     with torch.no_grad():
         embeds = model(**processor(dialogues=[["hello", "can you show me the red one?"]]), return_loss=False)

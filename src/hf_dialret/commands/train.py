@@ -27,6 +27,7 @@ defaults of the tiny preset (--text-backbone tiny and --vision-backbone tiny, fr
 training options you do not pass: --per_device_train_batch_size 128 --learning_rate 1e-3 (DialCLIP with
 --clip-backbone tiny: 1e-2) --warmup_steps 0.1
 --lr_scheduler_type cosine --max_steps 3000 --max_train_seconds 300 --logging_steps 20 --save_strategy no.
+The tiny preset also turns on --symmetric_loss (DR/SDR/MDR) and feeds the pictures to the ResNet at 128 px.
 The time budget covers pre-encoding and the training loop; the learning rate decays over whichever of
 max_steps / max_train_seconds ends first.
 With pretrained backbones (Hub ids or local dirs, e.g. bert-base-uncased and microsoft/resnet-50) the training
