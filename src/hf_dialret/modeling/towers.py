@@ -41,6 +41,8 @@ def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor | None
             return hidden.mean(1)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    if pooling == "attention":
+        raise ValueError("attention pooling has weights: use TextTower(config, 'attention') or AttentionPooling")
     raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
 
 

@@ -113,18 +113,16 @@ class DialogueRetrievalTrainer(Trainer):
         ids = inputs.get("response_ids")
         candidates, candidate_modality, candidate_ids = responses, modality, ids
         positive_index = torch.arange(responses.size(0), device=responses.device)
+        retriever = self._retriever(model)
+        # The symmetric loss's response -> context direction needs the context of every candidate.
+        extra = {"candidate_contexts": context_embeds} if getattr(retriever.config, "symmetric_loss", False) else {}
         if getattr(self.args, "gather_negatives_across_processes", True) and is_distributed():
             sizes = gather_sizes(responses.size(0), responses.device)
             candidates = all_gather_with_grad(responses, sizes)
             candidate_modality = all_gather_with_grad(modality, sizes)
             candidate_ids = all_gather_with_grad(ids, sizes) if ids is not None else None
             positive_index = positive_index + global_offset(sizes)
-        retriever = self._retriever(model)
-        extra = {}
-        if getattr(retriever.config, "symmetric_loss", False):
-            # The response -> context direction needs the contexts of every candidate, gathered the same way.
-            extra["candidate_contexts"] = context_embeds
-            if candidates is not responses:
+            if extra:
                 extra["candidate_contexts"] = all_gather_with_grad(context_embeds, sizes)
         loss = retriever.compute_loss(
             **extra,
