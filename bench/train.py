@@ -8,7 +8,7 @@ Usage::
 
 Configs (random weights, built in code, nothing downloaded):
 
-- ``mdr-small``: the CLI's tiny preset (BERT 2×128, basic-block ResNet 16-128, 48 px), batch 64;
+- ``mdr-small``: the CLI's tiny preset (BERT 2×128, basic-block ResNet 16-128, 128 px), batch 64;
 - ``mdr-base``: BERT-base (12×768) for context and response text + ResNet-50 at 224 px, batch 16;
 - ``dialclip-small``: CLIP 2×64, 32 px patch 8, + the DialCLIP adapter, batch 64;
 - ``dialclip-base``: CLIP ViT-B/32 (text 12×512, vision 12×768, 224 px) + the DialCLIP adapter, batch 16.
@@ -54,6 +54,9 @@ from common import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
+from hf_dialret.inference import resolve_precision
+from hf_dialret.training.attention import eager_attention
+
 CONFIGS = {
     "mdr-small": dict(batch=64, rounds=3, steps=3),
     "mdr-base": dict(batch=16, rounds=2, steps=2),
@@ -67,11 +70,12 @@ def build_mdr(size: str):
     import hf_dialret
     from hf_dialret.backbones import build_tiny_tokenizer, tiny_image_processor, tiny_text_config, tiny_vision_config
     from hf_dialret.data import synthetic_vocabulary
+    from hf_dialret.training.recipes import TINY_IMAGE_SIZE
     from transformers import ResNetConfig
 
     tokenizer = build_tiny_tokenizer(synthetic_vocabulary())
     if size == "small":
-        text, vision, image_size = tiny_text_config(len(tokenizer)), tiny_vision_config(), 48
+        text, vision, image_size = tiny_text_config(len(tokenizer)), tiny_vision_config(), TINY_IMAGE_SIZE
     else:  # BERT-base and ResNet-50 shapes (ResNetConfig's defaults are ResNet-50)
         text = tiny_text_config(len(tokenizer), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                                 intermediate_size=3072, max_position_embeddings=512)
@@ -185,7 +189,9 @@ def train_step(
     under autocast, backward, gradient clipping, optimizer step. Returns (wall, CPU) seconds per phase."""
     model = trainer.model
     marks = [_clock(device)]
-    with precision_context(device, precision):
+    # As DialogueRetrievalTrainer.train does: eager attention for bf16 on the CPU (hf_dialret.training.attention).
+    cpu_bf16 = device.type == "cpu" and resolve_precision(precision, device) == "bf16"
+    with precision_context(device, precision), eager_attention(model, enabled=cpu_bf16):
         loss = trainer.compute_loss(model, batch)
     marks.append(_clock(device))
     loss.backward()

@@ -204,3 +204,21 @@ def test_symmetric_loss_over_a_larger_pool_uses_the_candidate_contexts():
     with pytest.raises(ValueError, match=r"candidate_contexts must have shape \(5, 2, dim\)"):
         dialogue_retrieval_loss(context[local], modality[local], candidates, modality, scale,
                                 positive_index=torch.tensor(local), symmetric=True, candidate_contexts=context[local])
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_loss_runs_in_fp32_under_bf16_autocast(symmetric) -> None:
+    # bf16 embeddings (as a bf16-autocast forward returns them): the loss upcasts them and scores in fp32, so it
+    # equals the fp32 loss on the same (bf16-rounded) values, not a bf16 matmul's rounding of it.
+    context, candidates, modality, ids, intent = _fixed_inputs()
+    context16, candidates16 = context.bfloat16(), candidates.bfloat16()
+    scale = torch.tensor(math.log(50.0))
+    kwargs = dict(response_ids=ids, candidate_ids=ids, symmetric=symmetric)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, logits = dialogue_retrieval_loss(context16, modality, candidates16, modality, scale, **kwargs)
+    expected, expected_logits = dialogue_retrieval_loss(
+        context16.float(), modality, candidates16.float(), modality, scale, **kwargs
+    )
+    assert loss.dtype == logits.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-6, rtol=1e-6)

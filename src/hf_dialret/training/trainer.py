@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
+from .attention import bf16_on_cpu, eager_attention
 from .cached_loss import cached_training_step
 from .callbacks import TimeBudgetCallback
 from .evaluation import flatten_report, retrieval_report, shared_pool_scores, stack_per_query_pools
@@ -66,6 +67,11 @@ class DialogueRetrievalTrainer(Trainer):
             self.add_callback(self.time_budget)
 
     # ------------------------------------------------------------------------------------------------ training
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.train``; in bf16 on the CPU the encoders use eager attention meanwhile (see :mod:`.attention`)."""
+        with eager_attention(self.model, enabled=bf16_on_cpu(self.args)):
+            return super().train(*args, **kwargs)
+
     def create_scheduler(
         self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
     ) -> torch.optim.lr_scheduler.LRScheduler:
