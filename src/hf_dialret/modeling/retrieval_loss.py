@@ -105,70 +105,50 @@ def dialogue_retrieval_loss(
     ``symmetric=True`` averages that retrieval loss with the response → context direction over
     ``candidate_contexts`` (see the module docstring).
     """
-    with torch.autocast(context_embeds.device.type, enabled=False):
-        return _dialogue_retrieval_loss_fp32(
-            context_embeds.float(), response_modality, candidate_embeds.float(), candidate_modality,
-            logit_scale.float(), positive_index, response_ids, candidate_ids, joint_pool,
-            None if intent_logits is None else intent_logits.float(), text_loss_weight, image_loss_weight,
-            intent_loss_weight, symmetric, None if candidate_contexts is None else candidate_contexts.float(),
-        )
+    with torch.autocast(context_embeds.device.type, enabled=False):  # fp32 scores (see the module docstring)
+        context_embeds, candidate_embeds = context_embeds.float(), candidate_embeds.float()
+        if candidate_contexts is not None:
+            candidate_contexts = candidate_contexts.float()
+        if intent_logits is not None:
+            intent_logits = intent_logits.float()
+        batch = context_embeds.size(0)
+        if positive_index is None:
+            positive_index = torch.arange(batch, device=context_embeds.device)
+        scale = logit_scale.float().exp()
+        logits = modality_aware_scores(context_embeds, candidate_embeds, candidate_modality) * scale
 
+        rows = torch.arange(batch, device=logits.device)
+        mask = torch.zeros_like(logits, dtype=torch.bool)
+        if response_ids is not None and candidate_ids is not None:
+            mask |= response_ids.unsqueeze(1) == candidate_ids.unsqueeze(0)
+        if not joint_pool:
+            mask |= response_modality.unsqueeze(1) != candidate_modality.unsqueeze(0)
+        mask[rows, positive_index] = False
 
-def _dialogue_retrieval_loss_fp32(
-    context_embeds: torch.Tensor,
-    response_modality: torch.Tensor,
-    candidate_embeds: torch.Tensor,
-    candidate_modality: torch.Tensor,
-    logit_scale: torch.Tensor,
-    positive_index: torch.Tensor | None,
-    response_ids: torch.Tensor | None,
-    candidate_ids: torch.Tensor | None,
-    joint_pool: bool,
-    intent_logits: torch.Tensor | None,
-    text_loss_weight: float,
-    image_loss_weight: float,
-    intent_loss_weight: float,
-    symmetric: bool,
-    candidate_contexts: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = context_embeds.size(0)
-    if positive_index is None:
-        positive_index = torch.arange(batch, device=context_embeds.device)
-    scale = logit_scale.exp()
-    logits = modality_aware_scores(context_embeds, candidate_embeds, candidate_modality) * scale
-
-    rows = torch.arange(batch, device=logits.device)
-    mask = torch.zeros_like(logits, dtype=torch.bool)
-    if response_ids is not None and candidate_ids is not None:
-        mask |= response_ids.unsqueeze(1) == candidate_ids.unsqueeze(0)
-    if not joint_pool:
-        mask |= response_modality.unsqueeze(1) != candidate_modality.unsqueeze(0)
-    mask[rows, positive_index] = False
-
-    weights = (joint_pool, text_loss_weight, image_loss_weight)
-    loss = _retrieval_loss(logits, mask, positive_index, response_modality, *weights)
-    if symmetric:
-        if candidate_contexts is None:
-            if candidate_embeds.size(0) != batch:
+        weights = (joint_pool, text_loss_weight, image_loss_weight)
+        loss = _retrieval_loss(logits, mask, positive_index, response_modality, *weights)
+        if symmetric:
+            if candidate_contexts is None:
+                if candidate_embeds.size(0) != batch:
+                    raise ValueError(
+                        f"symmetric=True with a pool of {candidate_embeds.size(0)} candidates for {batch} contexts "
+                        "needs candidate_contexts: the context whose true response is each candidate (e.g. gathered "
+                        "from every process alongside the candidates)."
+                    )
+                candidate_contexts = context_embeds
+            if candidate_contexts.shape[:2] != (candidate_embeds.size(0), 2):
                 raise ValueError(
-                    f"symmetric=True with a pool of {candidate_embeds.size(0)} candidates for {batch} contexts needs "
-                    "candidate_contexts: the context whose true response is each candidate (e.g. gathered from every "
-                    "process alongside the candidates)."
+                    f"candidate_contexts must have shape ({candidate_embeds.size(0)}, 2, dim), one context per "
+                    f"candidate, got {tuple(candidate_contexts.shape)}"
                 )
-            candidate_contexts = context_embeds
-        if candidate_contexts.shape[:2] != (candidate_embeds.size(0), 2):
-            raise ValueError(
-                f"candidate_contexts must have shape ({candidate_embeds.size(0)}, 2, dim), one context per candidate, "
-                f"got {tuple(candidate_contexts.shape)}"
-            )
-        # Row i: example i's true response against every pool context, each scored with the context's query for
-        # the response's modality. Candidate j's context is candidate_contexts[j], so the masks carry over as they
-        # are: a context whose true response duplicates response i is not a negative either.
-        responses = candidate_embeds[positive_index]
-        text_scores = responses @ candidate_contexts[:, 0].T
-        image_scores = responses @ candidate_contexts[:, 1].T
-        reverse = torch.where(response_modality.unsqueeze(1).bool(), image_scores, text_scores) * scale
-        loss = (loss + _retrieval_loss(reverse, mask, positive_index, response_modality, *weights)) / 2
-    if intent_logits is not None:
-        loss = loss + intent_loss_weight * F.cross_entropy(intent_logits, response_modality)
-    return loss, logits
+            # Row i: example i's true response against every pool context, each scored with the context's query for
+            # the response's modality. Candidate j's context is candidate_contexts[j], so the masks carry over as they
+            # are: a context whose true response duplicates response i is not a negative either.
+            responses = candidate_embeds[positive_index]
+            text_scores = responses @ candidate_contexts[:, 0].T
+            image_scores = responses @ candidate_contexts[:, 1].T
+            reverse = torch.where(response_modality.unsqueeze(1).bool(), image_scores, text_scores) * scale
+            loss = (loss + _retrieval_loss(reverse, mask, positive_index, response_modality, *weights)) / 2
+        if intent_logits is not None:
+            loss = loss + intent_loss_weight * F.cross_entropy(intent_logits, response_modality)
+        return loss, logits

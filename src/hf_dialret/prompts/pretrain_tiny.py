@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import CLIPModel, get_cosine_schedule_with_warmup
 
@@ -44,6 +45,7 @@ from ..data.synthetic_render import (
     is_held_out,
     render_picture,
 )
+from ..metrics.recall_at_k.recall_at_k import ranks_from_scores
 from .config import DialCLIPPromptConfig
 from .tiny import tiny_clip_model, tiny_clip_processor, tiny_clip_tokenizer
 
@@ -345,15 +347,16 @@ def _caption_retrieval(model: CLIPModel, inputs: dict[str, torch.Tensor], pictur
     image = model.get_image_features(pixel_values=inputs["response_pixel_values"])
     text, image = (getattr(x, "pooler_output", x) for x in (text, image))  # transformers 5 may wrap the features
     scores = torch.nn.functional.normalize(text, dim=-1) @ torch.nn.functional.normalize(image, dim=-1).T
-    rank = (scores > scores.diagonal().unsqueeze(1)).sum(1)  # pictures scored above the right one
-    held_out = torch.tensor([is_held_out(p.colour, p.shape) for p in pictures])
+    # caption i's picture is picture i; 1-based ranks with ties counted against the caption, as every other recall
+    ranks = ranks_from_scores(scores.numpy(), np.eye(len(pictures), dtype=bool))
+    held_out = np.array([is_held_out(p.colour, p.shape) for p in pictures])
 
-    def summary(mask: torch.Tensor) -> dict[str, float | int]:
-        return {"num_captions": int(mask.sum()), "recall@1": round(float((rank[mask] < 1).float().mean()), 4),
-                "recall@5": round(float((rank[mask] < 5).float().mean()), 4)}
+    def summary(mask: np.ndarray) -> dict[str, float | int]:
+        return {"num_captions": int(mask.sum()), "recall@1": round(float((ranks[mask] <= 1).mean()), 4),
+                "recall@5": round(float((ranks[mask] <= 5).mean()), 4)}
 
     report: dict[str, Any] = {"num_pictures": len(pictures), "chance_recall@1": round(1 / len(pictures), 4),
-                              "overall": summary(torch.ones_like(held_out))}
+                              "overall": summary(np.ones_like(held_out))}
     if bool(held_out.any()) and not bool(held_out.all()):
         report["seen_pairs"], report["held_out_pairs"] = summary(~held_out), summary(held_out)
     return report

@@ -47,4 +47,4 @@ def eager_attention(model: torch.nn.Module, enabled: bool = True) -> Iterator[in
 
 def bf16_on_cpu(args) -> bool:
     """Whether ``args`` (TrainingArguments) train in bf16 autocast on the CPU."""
-    return bool(getattr(args, "bf16", False)) and args.device.type == "cpu"
+    return bool(args.bf16) and args.device.type == "cpu"
