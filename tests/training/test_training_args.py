@@ -57,3 +57,32 @@ def test_fused_adamw_gives_the_update_of_plain_adamw(tmp_path, tiny_config, tiny
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)
     # not a vacuous comparison: the step moved the weights by far more than the tolerance
     assert (model.query_projection.weight - initial["query_projection.weight"]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, False), ({"WORLD_SIZE": "1"}, False), ({"WORLD_SIZE": "2"}, True), ({"OMPI_COMM_WORLD_SIZE": "4"}, True),
+     ({"WORLD_SIZE": "two"}, False)],
+)
+def test_multi_process_launch_is_read_from_the_launchers_variables(monkeypatch, env, expected):
+    from hf_dialret.training import training_args
+
+    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert training_args._launched_multi_process() is expected
+
+
+@pytest.mark.parametrize(("multi_process", "accelerator", "use_cpu"), [(True, False, True), (True, True, False),
+                                                                       (False, False, False)])
+def test_use_cpu_turns_on_for_a_multi_process_launch_without_an_accelerator(
+    tmp_path, monkeypatch, multi_process, accelerator, use_cpu
+):
+    # Without use_cpu, accelerate leaves a CPU torchrun launch undistributed: every process would train alone.
+    from hf_dialret.training import training_args
+
+    monkeypatch.setattr(training_args, "_launched_multi_process", lambda: multi_process)
+    monkeypatch.setattr(training_args, "_has_accelerator", lambda: accelerator)
+    args = DialogueRetrievalTrainingArguments(output_dir=str(tmp_path), report_to="none")
+    assert args.use_cpu is use_cpu

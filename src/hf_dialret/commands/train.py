@@ -221,17 +221,10 @@ def example_retrievals(trainer: Any, dataset: Any, top: int = 5) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------- main
-def run(model_args: ModelArguments, data_args: DataArguments, training_args: DialogueRetrievalTrainingArguments) -> dict[str, Any]:
-    """Train and evaluate; write ``eval_results.json`` and the model + processor to ``output_dir``."""
-    from tqdm.auto import tqdm
-
-    from ..data import DialogueRetrievalCollator
-    from ..parameters import count_parameters
-    from ..training.preencoded import PreEncodedCollator, PreEncodedDataset
+def _build(model_args: ModelArguments, data_args: DataArguments, training_args: DialogueRetrievalTrainingArguments):
+    """``(train_set, eval_set, model, processor, clip_seconds)`` for :func:`run`."""
     from ..training.recipes import build_dialclip, build_retriever, dataset_vocabulary, load_retrieval_dataset, resolve_backbones
-    from ..training.trainer import DialogueRetrievalTrainer
 
-    os.makedirs(training_args.output_dir, exist_ok=True)
     data = load_retrieval_dataset(
         data_args.dataset, data_args.data_dir, data_args.image_dir, splits=("train", data_args.eval_split),
         num_train_dialogues=data_args.num_train_dialogues, num_test_dialogues=data_args.num_test_dialogues,
@@ -242,6 +235,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
         eval_set = eval_set.select(range(min(data_args.max_eval_examples, len(eval_set))))
     vocabulary = None if data_args.dataset == "synthetic" else dataset_vocabulary(train_set)
     __import__("transformers").set_seed(training_args.seed)
+    clip_seconds = 0.0
     if model_args.architecture == "dialclip":
         clip_start = time.perf_counter()  # includes the tiny CLIP's pretraining (0 when cached), outside the budget
         model, processor = build_dialclip(model_args.clip_backbone, training_args.output_dir, vocabulary,
@@ -260,6 +254,23 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
             symmetric_loss=(model_args.symmetric_loss if model_args.symmetric_loss is not None
                             else model_args.text_backbone == TINY),
         )
+    return train_set, eval_set, model, processor, clip_seconds
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: DialogueRetrievalTrainingArguments) -> dict[str, Any]:
+    """Train and evaluate; write ``eval_results.json`` and the model + processor to ``output_dir``."""
+    from tqdm.auto import tqdm
+
+    from ..data import DialogueRetrievalCollator
+    from ..parameters import count_parameters
+    from ..training.preencoded import PreEncodedCollator, PreEncodedDataset
+    from ..training.trainer import DialogueRetrievalTrainer
+
+    os.makedirs(training_args.output_dir, exist_ok=True)
+    # Under torchrun / accelerate launch the first process writes the shared files (tiny backbones, the tiny CLIP's
+    # pretraining cache) before the others read them.
+    with training_args.main_process_first(desc="loading the data and building the model"):
+        train_set, eval_set, model, processor, clip_seconds = _build(model_args, data_args, training_args)
     collator = DialogueRetrievalCollator(processor)
     trainer = DialogueRetrievalTrainer(model=model, args=training_args, data_collator=collator,
                                        processing_class=processor)
@@ -278,8 +289,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     seconds = time.perf_counter() - start
     trained = trainer.retrieval_report(eval_set)
-    trainer.save_model(training_args.output_dir)
-    processor.save_pretrained(training_args.output_dir)
+    trainer.save_model(training_args.output_dir)  # the Trainer writes from the main process only
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(training_args.output_dir)
 
     steps = trainer.state.global_step
     examples = steps * training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps

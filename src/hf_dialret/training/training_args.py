@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +23,9 @@ class DialogueRetrievalTrainingArguments(TrainingArguments):
     - ``ddp_find_unused_parameters=False``: every tower takes part in every step of the default recipes, and the
       unused-parameter search would also flag the logit scale, which the loss uses outside ``forward``.
     - ``dataloader_drop_last=False``: in transformers it also drops evaluation queries.
+    - ``use_cpu`` turns itself on for a multi-process launch (``torchrun``, ``accelerate launch``) on a machine
+      without an accelerator: accelerate only sets up CPU data parallelism (gloo) with ``cpu=True``; without it
+      every process would train alone on its own data shard, each believing it is the only one.
     - ``optim="adamw_torch_fused"``: the same AdamW update in one fused kernel over all parameters (on CPU since
       torch 2.4). transformers picks it by default only from torch 2.8; before that its ``"adamw_torch"`` steps
       parameter by parameter on the CPU: 4× the fused step's time for MDR-base's 197M parameters at one thread
@@ -77,3 +81,21 @@ class DialogueRetrievalTrainingArguments(TrainingArguments):
             "after the first step past it. Unset: no limit."
         },
     )
+
+    def __post_init__(self):
+        if not self.use_cpu and _launched_multi_process() and not _has_accelerator():
+            self.use_cpu = True
+        super().__post_init__()
+
+
+def _launched_multi_process() -> bool:
+    """Whether a launcher (torchrun, accelerate launch, mpirun) started this process as one of several."""
+    sizes = (os.environ.get(name) for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"))
+    return any(size is not None and size.isdigit() and int(size) > 1 for size in sizes)
+
+
+def _has_accelerator() -> bool:
+    if torch.cuda.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    return bool(xpu is not None and xpu.is_available()) or torch.backends.mps.is_available()
