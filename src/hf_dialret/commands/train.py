@@ -221,7 +221,9 @@ def example_retrievals(trainer: Any, dataset: Any, top: int = 5) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------- main
-def _build(model_args: ModelArguments, data_args: DataArguments, training_args: DialogueRetrievalTrainingArguments):
+def _build(
+    model_args: ModelArguments, data_args: DataArguments, training_args: DialogueRetrievalTrainingArguments
+) -> tuple[Any, Any, Any, Any, float]:
     """``(train_set, eval_set, model, processor, clip_seconds)`` for :func:`run`."""
     from ..training.recipes import build_dialclip, build_retriever, dataset_vocabulary, load_retrieval_dataset, resolve_backbones
 
