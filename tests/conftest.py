@@ -1,10 +1,16 @@
 """Shared fixtures: tiny backbones saved once per session, a tiny processor, tiny configs and a tiny batch.
 
 Other test packages may use them too: ``tiny_backbones`` -> (text_dir, vision_dir) loadable with from_pretrained,
-``tiny_processor`` -> DialogueRetrievalProcessor, ``tiny_config(ConfigClass, **kwargs)``, ``make_image(seed)``.
+``tiny_processor`` -> DialogueRetrievalProcessor, ``tiny_config(ConfigClass, **kwargs)``, ``make_image(seed)``,
+``torchrun(*args)`` -> a finished two-process CPU launch.
 """
 
 from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +27,23 @@ TINY_WORDS = (
 def _single_thread():
     # The machines have 2 cores shared by several jobs; one thread per test process keeps runs fast and stable.
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def torchrun():
+    """``torchrun(*args, timeout=300)``: ``python -m torch.distributed.run --nproc_per_node 2 <args>`` on a free port,
+    one thread per process and no GPU; returns the ``CompletedProcess`` (output captured as text)."""
+
+    def launch(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+                   *args]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+    return launch
 
 
 def make_image(seed: int, size: int = 48) -> Image.Image:

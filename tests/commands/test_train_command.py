@@ -119,24 +119,13 @@ def test_train_dialclip_saves_a_peft_adapter_naming_its_clip(tmp_path, capsys, m
     assert type(model.get_base_model()).__name__ == "DialCLIPModel"
 
 
-def test_torchrun_on_cpu_trains_one_model_over_both_processes(tmp_path) -> None:
+def test_torchrun_on_cpu_trains_one_model_over_both_processes(tmp_path, torchrun) -> None:
     """``torchrun -m hf_dialret.cli train`` without --use_cpu: gloo data parallelism, shared files written once."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     output = tmp_path / "ddp"
     at = TINY_RUN.index("--use_cpu")
     run_args = TINY_RUN[:at] + TINY_RUN[at + 2:]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-               "-m", "hf_dialret.cli", "train", "--output-dir", str(output), "--evaluate_untrained", "false",
-               *run_args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    completed = torchrun("-m", "hf_dialret.cli", "train", "--output-dir", str(output), "--evaluate_untrained", "false",
+                         *run_args)
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "parallel_mode != ParallelMode.DISTRIBUTED" not in completed.stderr
     results = json.loads((output / "eval_results.json").read_text())

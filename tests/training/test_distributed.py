@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import pytest
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_worker.py")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory) -> dict:
+def reports(tmp_path_factory, torchrun) -> dict:
     """One torchrun launch (two processes start slowly) checking a joint-pool and a two-step architecture, and the
     symmetric loss (whose reverse direction needs the contexts gathered too)."""
     output = tmp_path_factory.mktemp("ddp") / "report.json"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(_free_port()), WORKER, str(output), "mdr", "dr", "mdr-symmetric"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    completed = torchrun(WORKER, str(output), "mdr", "dr", "mdr-symmetric")
     assert completed.returncode == 0, completed.stderr[-4000:]
     return json.loads(output.read_text())
 
