@@ -8,7 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from hf_dialret.data import generate_dialogue, make_synthetic_corpus, synthetic_vocabulary, tokenize_words
+from hf_dialret.data import (
+    generate_dialogue, make_synthetic_corpus, synthetic_ground_truth, synthetic_vocabulary, tokenize_words)
 from hf_dialret.data.synthetic import ATTRIBUTES, IMAGE_REQUESTS, OFFER_ACCEPTED, QUESTIONS, _dialogue_rng
 from hf_dialret.data.synthetic_render import (
     BACKGROUNDS, COLOUR_NAMES, COLOURS, COUNT_WORDS, SHAPE_NAMES, Picture, canonical_png, is_held_out,
@@ -84,6 +85,21 @@ def test_picture_responses_show_the_requested_attributes(corpus):
             assert r["response"]["id"] == d.target.picture.key
         else:
             assert r["response"]["text"] == d.reply
+
+
+def test_ground_truth_regenerates_the_rows_of_every_split(corpus):
+    for split in ("train", "validation", "test"):
+        data = rows(corpus[split])[:150]
+        for index, row in enumerate(data):
+            d = synthetic_ground_truth(split, index, seed=7)
+            assert [(t["speaker"], t["text"]) for t in row["context"]] == d.turns
+            expected = d.target.picture.key if d.intent == "image" else d.reply
+            assert row["response"]["id" if d.intent == "image" else "text"] == expected
+        assert {synthetic_ground_truth(split, i, seed=7).intent for i in range(len(data))} == {"text", "image"}
+    # another seed, other dialogues
+    assert synthetic_ground_truth("test", 0, seed=8).turns != synthetic_ground_truth("test", 0, seed=7).turns
+    with pytest.raises(ValueError, match="unknown split 'dev'.*train, validation, test"):
+        synthetic_ground_truth("dev", 0)
 
 
 def components(mask: np.ndarray) -> int:

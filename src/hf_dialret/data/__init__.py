@@ -16,7 +16,14 @@ from .schema import (
     text_response_id,
     unified_features,
 )
-from .synthetic import SyntheticDialogue, generate_dialogue, make_synthetic_corpus, synthetic_vocabulary, tokenize_words
+from .synthetic import (
+    SyntheticDialogue,
+    generate_dialogue,
+    make_synthetic_corpus,
+    synthetic_ground_truth,
+    synthetic_vocabulary,
+    tokenize_words,
+)
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -32,6 +39,7 @@ __all__ = [
     "make_synthetic_corpus",
     "normalize_text",
     "response_id_hash",
+    "synthetic_ground_truth",
     "synthetic_vocabulary",
     "text_response_id",
     "tokenize_words",

@@ -228,11 +228,26 @@ def _dialogue_rng(seed: int, split: str, index: int) -> random.Random:
     return random.Random(f"hf_dialret-synthetic/{seed}/{split}/{index}")
 
 
+def _generate_row_dialogue(seed: int, split: str, index: int, image_fraction: float) -> tuple[SyntheticDialogue, random.Random]:
+    rng = _dialogue_rng(seed, split, index)
+    return generate_dialogue(rng, image_fraction, avoid_held_out=split == "train"), rng
+
+
+def synthetic_ground_truth(split: str, index: int, seed: int = 0, image_fraction: float = 0.45) -> SyntheticDialogue:
+    """The generated dialogue behind row ``index`` of ``split`` of ``make_synthetic_corpus(seed=seed, ...)``.
+
+    It carries what the dataset row does not: the target, the distractor and how the request refers to the target
+    (by the thing, an attribute, or a negation), for error analysis (docs/training.md, "Where the errors are").
+    """
+    if split not in ("train", *SPLIT_SIZES):
+        raise ValueError(f"unknown split {split!r}; the synthetic corpus has train, {', '.join(SPLIT_SIZES)}")
+    return _generate_row_dialogue(seed, split, index, image_fraction)[0]
+
+
 def _rows(split: str, n: int, seed: int, image_size: int, image_fraction: float):
     training = split == "train"
     for index in range(n):
-        rng = _dialogue_rng(seed, split, index)
-        dialogue = generate_dialogue(rng, image_fraction, avoid_held_out=training)
+        dialogue, rng = _generate_row_dialogue(seed, split, index, image_fraction)
         if dialogue.intent == "image":
             picture = dialogue.target.picture
             data = png_bytes(render_picture(picture, image_size, rng)) if training else canonical_png(picture, image_size)
