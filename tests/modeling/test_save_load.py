@@ -148,3 +148,36 @@ def test_from_backbones_with_a_separate_response_encoder(tiny_backbones, tiny_wo
     other_text, _ = save_tiny_backbones(tmp_path / "other", ["zebra"])
     with pytest.raises(Exception, match="share one tokenizer"):
         MultimodalDualRetrieverModel.from_backbones(*tiny_backbones, response_text=other_text)
+
+
+def test_a_modernbert_text_backbone_trains_and_round_trips(tiny_processor, tiny_batch, tmp_path):
+    """Any AutoModel text encoder: a tiny ModernBERT (rotary positions, a sliding-window first layer; the encoder
+    docs/training.md measured against BERT) reads the context images through ``inputs_embeds`` and round-trips."""
+    from transformers import ModernBertConfig
+
+    from hf_dialret.backbones import tiny_vision_config
+
+    tok = tiny_processor.tokenizer
+    text_config = ModernBertConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=128, layer_types=["sliding_attention", "full_attention"], local_attention=4,
+        pad_token_id=tok.pad_token_id, cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
+        bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+    )
+    config = MultimodalDualRetrieverConfig(
+        text_config=text_config.to_dict(), vision_config=tiny_vision_config().to_dict(),
+        image_token_id=tiny_processor.image_token_id, pooling="mean", projection_dim=16,
+    )
+    torch.manual_seed(0)
+    model = MultimodalDualRetrieverModel(config)
+    assert type(model._context_towers()[0].text.encoder).__name__ == "ModernBertModel"
+    output = model(**tiny_batch)
+    output.loss.backward()
+    assert torch.isfinite(output.loss) and output.context_embeds.shape == (4, 2, 16)  # a query per response modality
+    # the context images reached the encoder: the visual projection got a gradient
+    assert model._context_towers()[0].visual_projection.weight.grad.abs().sum() > 0
+    model.eval().save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.text_config.model_type == "modernbert"
+    with torch.no_grad():
+        _same(loaded(**tiny_batch), model(**tiny_batch))

@@ -228,7 +228,10 @@ def _dialogue_rng(seed: int, split: str, index: int) -> random.Random:
     return random.Random(f"hf_dialret-synthetic/{seed}/{split}/{index}")
 
 
-def _generate_row_dialogue(seed: int, split: str, index: int, image_fraction: float) -> tuple[SyntheticDialogue, random.Random]:
+def _generate_row_dialogue(
+    seed: int, split: str, index: int, image_fraction: float
+) -> tuple[SyntheticDialogue, random.Random]:
+    # the generator comes back too: a training picture's jitter is drawn from it after the dialogue
     rng = _dialogue_rng(seed, split, index)
     return generate_dialogue(rng, image_fraction, avoid_held_out=split == "train"), rng
 
