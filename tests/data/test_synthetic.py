@@ -79,7 +79,7 @@ def test_picture_responses_show_the_requested_attributes(corpus):
     for r in pictures[:200]:  # evaluation pictures are the canonical rendering of their id
         assert r["response"]["image"]["bytes"] == canonical_png(Picture.from_key(r["response"]["id"]), 48)
     for index, r in enumerate(rows(corpus["train"])[:300]):
-        d = generate_dialogue(_dialogue_rng(7, "train", index), 0.45, avoid_held_out=True)
+        d = synthetic_ground_truth("train", index, seed=7)
         assert r["context"][-1]["text"] == d.turns[-1][1]
         if d.intent == "image":
             assert r["response"]["id"] == d.target.picture.key

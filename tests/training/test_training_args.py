@@ -67,7 +67,7 @@ def test_fused_adamw_gives_the_update_of_plain_adamw(tmp_path, tiny_config, tiny
 def test_multi_process_launch_is_read_from_the_launchers_variables(monkeypatch, env, expected):
     from hf_dialret.training import training_args
 
-    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+    for name in training_args.LAUNCHER_WORLD_SIZE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

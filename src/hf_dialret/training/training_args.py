@@ -88,9 +88,13 @@ class DialogueRetrievalTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+#: Where launchers put the number of processes: torchrun / accelerate launch, Intel MPI, Open MPI, MVAPICH.
+LAUNCHER_WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
 def _launched_multi_process() -> bool:
     """Whether a launcher (torchrun, accelerate launch, mpirun) started this process as one of several."""
-    sizes = (os.environ.get(name) for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"))
+    sizes = (os.environ.get(name) for name in LAUNCHER_WORLD_SIZE_VARIABLES)
     return any(size is not None and size.isdigit() and int(size) > 1 for size in sizes)
 
 
