@@ -100,3 +100,37 @@ def test_image_token_is_added_when_missing(tiny_backbones):
     tokenizer = AutoTokenizer.from_pretrained(text_dir)
     processor = DialogueRetrievalProcessor(AutoImageProcessor.from_pretrained(vision_dir), tokenizer, image_token="<pic>")
     assert processor.image_token_id == len(tokenizer) - 1 and tokenizer.tokenize("a <pic>")[-1] == "<pic>"
+
+
+def test_dialogue_tokens_match_the_tokenizer_after_a_truncating_response_call(tiny_processor):
+    # Dialogues go through the fast tokenizer's Rust backend, which keeps the truncation / padding of the last
+    # `tokenizer(...)` call; the responses' call truncates to max_response_length, which must not leak into turns.
+    long_turn = " ".join(["my", "red", "ball", "is", "nice"] * 12)  # 60 words > the 32-token response budget
+    tiny_processor(responses=["a short reply", "a longer reply with more words in it"], max_response_length=4)
+    turns = [{"speaker": "A", "text": long_turn}, {"speaker": "B", "text": long_turn}, {"speaker": "A", "text": "ok"}]
+    out = tiny_processor([turns], max_context_length=256)
+    tok = tiny_processor.tokenizer
+    expected = [tok.cls_token_id]
+    for turn in turns:
+        expected += tok(f"{turn['speaker']}:", add_special_tokens=False)["input_ids"]
+        expected += tok(turn["text"], add_special_tokens=False)["input_ids"] + [tok.sep_token_id]
+    assert out["input_ids"][0].tolist() == expected and len(expected) > 120
+
+
+def test_tokenizers_without_a_rust_backend_give_the_same_dialogue_tokens(tiny_processor, monkeypatch):
+    dialogue = [{"speaker": "A", "text": "Look at my DOG, it is cute!"}, {"speaker": "B", "text": "wow [IMG] nice"},
+                {"speaker": "A", "text": "Look at my DOG, it is cute!"}]
+    fast = tiny_processor(dialogue)["input_ids"]
+    calls = []
+    original = type(tiny_processor.tokenizer).__call__
+
+    def python_tokenizer_call(self, *args, **kwargs):
+        calls.append(args[0])
+        return original(self, *args, **kwargs)
+
+    # A slow (Python) tokenizer: no backend to call, so the processor goes through `tokenizer(...)`.
+    monkeypatch.setattr(type(tiny_processor.tokenizer), "is_fast", property(lambda self: False))
+    monkeypatch.setattr(type(tiny_processor.tokenizer), "__call__", python_tokenizer_call)
+    assert torch.equal(tiny_processor(dialogue)["input_ids"], fast)
+    # one call, for the distinct strings only: two speaker marks and two texts
+    assert calls == [["A:", "Look at my DOG, it is cute!", "B:", "wow [IMG] nice"]]
