@@ -91,6 +91,34 @@ def test_train_then_evaluate_end_to_end(tmp_path, capsys) -> None:
         assert evaluated["multimodal"][group] == pytest.approx(results["trained"]["multimodal"][group])
 
 
+def test_text_only_synthetic_corpus_trains_and_evaluates(tmp_path, capsys) -> None:
+    # --synthetic-image-fraction 0: every dialogue ends with a question, so the pool and every protocol are text only.
+    output = tmp_path / "text-only"
+    assert cli(["train", "--output-dir", str(output), "--synthetic-image-fraction", "0", *TINY_RUN]) == 0
+    assert "multimodal, image responses" not in capsys.readouterr().out
+    results = json.loads((output / "eval_results.json").read_text())
+    assert results["synthetic_image_fraction"] == 0.0
+    pool = results["trained"]["pool"]
+    assert pool["num_image"] == 0 and pool["num_text"] == pool["num_candidates"] > 0 and pool["num_queries"] == 24
+    assert "image_retrieval" not in results["trained"] and "image" not in results["trained"]["multimodal"]
+    assert results["trained"]["multimodal"]["text"]["num_queries"] == 24
+
+    assert cli(["evaluate", "--model-dir", str(output), "--num_test_dialogues", "24",
+                "--synthetic-image-fraction", "0"]) == 0
+    evaluated = json.loads((output / "eval_results_synthetic_test.json").read_text())
+    assert evaluated["synthetic_image_fraction"] == 0.0
+    assert evaluated["trained"]["multimodal"]["text"] == pytest.approx(results["trained"]["multimodal"]["text"])
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_image_fraction_outside_0_1_is_rejected(command, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli([command, "--output-dir" if command == "train" else "--model-dir", str(tmp_path),
+             "--synthetic-image-fraction", "1.5"])
+    assert exit_info.value.code == 2
+    assert "--synthetic-image-fraction must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
 def test_evaluate_missing_model_dir(tmp_path, capsys) -> None:
     assert cli(["evaluate", "--model-dir", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err

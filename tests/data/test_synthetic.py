@@ -202,3 +202,20 @@ def test_argument_checks():
         make_synthetic_corpus(10, image_fraction=1.5)
     with pytest.raises(ValueError, match="image_size"):
         make_synthetic_corpus(10, image_size=8)
+
+
+def test_a_question_dialogue_is_the_same_at_a_lower_image_fraction() -> None:
+    # The intent is each dialogue's first draw: lowering image_fraction only turns picture requests into questions,
+    # so a text-only corpus (image_fraction=0) holds the default corpus's text dialogues unchanged.
+    questions = 0
+    for index in range(120):
+        default = synthetic_ground_truth("test", index, seed=3)
+        text_only = synthetic_ground_truth("test", index, seed=3, image_fraction=0.0)
+        assert text_only.intent == "text" and text_only.reply
+        if default.intent == "text":
+            questions += 1
+            assert (text_only.turns, text_only.reply, text_only.target) == (default.turns, default.reply, default.target)
+    assert 40 < questions < 100
+    pictures_only = make_synthetic_corpus(30, seed=3, num_validation_dialogues=0, num_test_dialogues=30,
+                                          image_fraction=1.0)["test"]
+    assert {response["modality"] for response in pictures_only["response"]} == {"image"}

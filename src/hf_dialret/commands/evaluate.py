@@ -35,6 +35,8 @@ class EvaluateArguments:
     num_test_dialogues: int = field(default=2000, metadata={"help": "Synthetic corpus: test dialogues (use the "
                                     "training run's value to get its pool)."})
     seed: int = field(default=42, metadata={"help": "Synthetic corpus seed (the training run's --seed)."})
+    synthetic_image_fraction: float = field(default=0.45, metadata={"help": "Synthetic corpus: share of picture "
+                                            "requests (the training run's --synthetic_image_fraction)."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
     batch_size: int = field(default=128, metadata={"help": "Encoding batch size."})
     output_file: str | None = field(default=None, metadata={"help": "Where to write the JSON report (default: "
@@ -45,6 +47,8 @@ def parse(argv: list[str]) -> EvaluateArguments:
     parser = HfArgumentParser(EvaluateArguments, prog="hf-dialret evaluate", description=DESCRIPTION, epilog=EPILOG)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     (args,) = parser.parse_args_into_dataclasses(argv)
+    if not 0.0 <= args.synthetic_image_fraction <= 1.0:
+        parser.error(f"--synthetic-image-fraction must be in [0, 1], got {args.synthetic_image_fraction}")
     return args
 
 
@@ -66,7 +70,8 @@ def run(args: EvaluateArguments) -> dict[str, Any]:
     except (OSError, ValueError) as error:
         raise FileNotFoundError(f"cannot load a retriever and its processor from {args.model_dir!r}: {error}") from error
     data = load_retrieval_dataset(args.dataset, args.data_dir, args.image_dir, splits=(args.eval_split,),
-                                  num_train_dialogues=0, num_test_dialogues=args.num_test_dialogues, seed=args.seed)
+                                  num_train_dialogues=0, num_test_dialogues=args.num_test_dialogues, seed=args.seed,
+                                  image_fraction=args.synthetic_image_fraction)
     dataset = data[args.eval_split]
     if args.max_eval_examples:
         dataset = dataset.select(range(min(args.max_eval_examples, len(dataset))))
@@ -77,6 +82,8 @@ def run(args: EvaluateArguments) -> dict[str, Any]:
                                            data_collator=DialogueRetrievalCollator(processor))
         report = trainer.retrieval_report(dataset)
     results = {"model_dir": args.model_dir, "dataset": args.dataset, "eval_split": args.eval_split, "trained": report}
+    if args.dataset == "synthetic":
+        results["synthetic_image_fraction"] = args.synthetic_image_fraction
     output = args.output_file or os.path.join(args.model_dir, f"eval_results_{args.dataset}_{args.eval_split}.json")
     with open(output, "w") as handle:
         json.dump(results, handle, indent=2)

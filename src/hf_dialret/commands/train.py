@@ -124,6 +124,9 @@ class DataArguments:
     num_train_dialogues: int = field(default=20000, metadata={"help": "Synthetic corpus: training dialogues."})
     num_test_dialogues: int = field(default=2000, metadata={"help": "Synthetic corpus: test dialogues (the test "
                                     "pool is their deduplicated responses: about 1,100 texts and images)."})
+    synthetic_image_fraction: float = field(default=0.45, metadata={"help": "Synthetic corpus: share of dialogues "
+                                            "that end with a picture request (0: text replies only, e.g. to study "
+                                            "the context encoder's text side alone; 1: pictures only)."})
     eval_split: str = field(default="test", metadata={"help": "Split evaluated before and after training.",
                             "choices": ["validation", "test"]})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
@@ -142,6 +145,8 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
     )
     parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
+    if not 0.0 <= data_args.synthetic_image_fraction <= 1.0:
+        parser.error(f"--synthetic-image-fraction must be in [0, 1], got {data_args.synthetic_image_fraction}")
     dialclip = model_args.architecture == "dialclip"
     if (model_args.clip_backbone == TINY) if dialclip else TINY in (model_args.text_backbone, model_args.vision_backbone):
         given = {arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}
@@ -230,7 +235,7 @@ def _build(
     data = load_retrieval_dataset(
         data_args.dataset, data_args.data_dir, data_args.image_dir, splits=("train", data_args.eval_split),
         num_train_dialogues=data_args.num_train_dialogues, num_test_dialogues=data_args.num_test_dialogues,
-        seed=training_args.seed,
+        seed=training_args.seed, image_fraction=data_args.synthetic_image_fraction,
     )
     train_set, eval_set = data["train"], data[data_args.eval_split]
     if data_args.max_eval_examples:
@@ -313,6 +318,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
         },
         "trained": trained, "untrained": untrained,
     }
+    if data_args.dataset == "synthetic":
+        results["synthetic_image_fraction"] = data_args.synthetic_image_fraction
     if model_args.architecture == "dialclip" and model_args.clip_backbone == TINY:
         results["clip_pretraining"] = _clip_pretraining_summary(training_args.output_dir, clip_seconds)
     if trainer.is_world_process_zero():

@@ -44,10 +44,11 @@ def load_retrieval_dataset(
     num_test_dialogues: int = 2000,
     seed: int = 0,
     cache_dir: str | None = None,
+    image_fraction: float = 0.45,
 ) -> datasets.DatasetDict:
     """Load ``splits`` of a dataset in the unified schema.
 
-    ``synthetic`` is generated (``num_*_dialogues``, ``seed``); ``photochat`` / ``mmdialog`` read ``data_dir`` (and
+    ``synthetic`` is generated (``num_*_dialogues``, ``seed``, ``image_fraction``: share of picture requests); ``photochat`` / ``mmdialog`` read ``data_dir`` (and
     photos from ``image_dir``). MMDialog's validation/test splits carry the 999 + 999 per-example candidates.
     """
     from ..data import load_mmdialog, load_photochat, make_synthetic_corpus
@@ -56,7 +57,8 @@ def load_retrieval_dataset(
         raise RecipeError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name == "synthetic":
         corpus = make_synthetic_corpus(
-            num_train_dialogues, seed=seed, num_test_dialogues=num_test_dialogues, cache_dir=cache_dir
+            num_train_dialogues, seed=seed, num_test_dialogues=num_test_dialogues, cache_dir=cache_dir,
+            image_fraction=image_fraction,
         )
         return datasets.DatasetDict({split: corpus[split] for split in splits})
     if not data_dir:
