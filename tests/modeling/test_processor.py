@@ -105,7 +105,7 @@ def test_image_token_is_added_when_missing(tiny_backbones):
 def test_dialogue_tokens_match_the_tokenizer_after_a_truncating_response_call(tiny_processor):
     # Dialogues go through the fast tokenizer's Rust backend, which keeps the truncation / padding of the last
     # `tokenizer(...)` call; the responses' call truncates to max_response_length, which must not leak into turns.
-    long_turn = " ".join(["my", "red", "ball", "is", "nice"] * 12)  # 60 words > the 32-token response budget
+    long_turn = " ".join(["my", "red", "ball", "is", "nice"] * 12)  # 60 tokens, far over the responses' 4
     tiny_processor(responses=["a short reply", "a longer reply with more words in it"], max_response_length=4)
     turns = [{"speaker": "A", "text": long_turn}, {"speaker": "B", "text": long_turn}, {"speaker": "A", "text": "ok"}]
     out = tiny_processor([turns], max_context_length=256)

@@ -36,7 +36,7 @@ class EvaluateArguments:
                                     "training run's value to get its pool)."})
     seed: int = field(default=42, metadata={"help": "Synthetic corpus seed (the training run's --seed)."})
     synthetic_image_fraction: float = field(default=0.45, metadata={"help": "Synthetic corpus: share of picture "
-                                            "requests (the training run's --synthetic_image_fraction)."})
+                                            "requests (the training run's --synthetic-image-fraction)."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
     batch_size: int = field(default=128, metadata={"help": "Encoding batch size."})
     output_file: str | None = field(default=None, metadata={"help": "Where to write the JSON report (default: "

@@ -145,8 +145,9 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
     )
     parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
-    if not 0.0 <= data_args.synthetic_image_fraction <= 1.0:
-        parser.error(f"--synthetic-image-fraction must be in [0, 1], got {data_args.synthetic_image_fraction}")
+    fraction = data_args.synthetic_image_fraction
+    if not 0.0 <= fraction <= 1.0:
+        parser.error(f"--synthetic-image-fraction must be in [0, 1], got {fraction}")
     dialclip = model_args.architecture == "dialclip"
     if (model_args.clip_backbone == TINY) if dialclip else TINY in (model_args.text_backbone, model_args.vision_backbone):
         given = {arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}

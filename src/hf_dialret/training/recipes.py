@@ -48,8 +48,9 @@ def load_retrieval_dataset(
 ) -> datasets.DatasetDict:
     """Load ``splits`` of a dataset in the unified schema.
 
-    ``synthetic`` is generated (``num_*_dialogues``, ``seed``, ``image_fraction``: share of picture requests); ``photochat`` / ``mmdialog`` read ``data_dir`` (and
-    photos from ``image_dir``). MMDialog's validation/test splits carry the 999 + 999 per-example candidates.
+    ``synthetic`` is generated (``num_*_dialogues``, ``seed``; ``image_fraction``: the share of picture requests);
+    ``photochat`` / ``mmdialog`` read ``data_dir`` (and photos from ``image_dir``). MMDialog's validation/test splits
+    carry the 999 + 999 per-example candidates.
     """
     from ..data import load_mmdialog, load_photochat, make_synthetic_corpus
 
