@@ -13,8 +13,9 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
+from ..data.synthetic import DEFAULT_IMAGE_FRACTION
 from ..training.recipes import DATASETS
-from .train import example_retrievals, fail, recall_table
+from .train import check_synthetic_image_fraction, example_retrievals, fail, recall_table
 
 DESCRIPTION = "Evaluate a saved dialogue retriever on every protocol (oracle text/image retrieval, intent, multimodal)."
 EPILOG = """\
@@ -35,8 +36,11 @@ class EvaluateArguments:
     num_test_dialogues: int = field(default=2000, metadata={"help": "Synthetic corpus: test dialogues (use the "
                                     "training run's value to get its pool)."})
     seed: int = field(default=42, metadata={"help": "Synthetic corpus seed (the training run's --seed)."})
-    synthetic_image_fraction: float = field(default=0.45, metadata={"help": "Synthetic corpus: share of picture "
-                                            "requests (the training run's --synthetic-image-fraction)."})
+    synthetic_image_fraction: float = field(
+        default=DEFAULT_IMAGE_FRACTION,
+        metadata={"help": "Synthetic corpus: share of picture requests (the training run's "
+                  "--synthetic-image-fraction)."},
+    )
     max_eval_examples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
     batch_size: int = field(default=128, metadata={"help": "Encoding batch size."})
     output_file: str | None = field(default=None, metadata={"help": "Where to write the JSON report (default: "
@@ -47,8 +51,7 @@ def parse(argv: list[str]) -> EvaluateArguments:
     parser = HfArgumentParser(EvaluateArguments, prog="hf-dialret evaluate", description=DESCRIPTION, epilog=EPILOG)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     (args,) = parser.parse_args_into_dataclasses(argv)
-    if not 0.0 <= args.synthetic_image_fraction <= 1.0:
-        parser.error(f"--synthetic-image-fraction must be in [0, 1], got {args.synthetic_image_fraction}")
+    check_synthetic_image_fraction(parser, args.synthetic_image_fraction)
     return args
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from transformers import HfArgumentParser
 
+from ..data.synthetic import DEFAULT_IMAGE_FRACTION
 from ..training.recipes import ARCHITECTURE_CLASSES, DATASETS, TINY
 from ..training.training_args import DialogueRetrievalTrainingArguments
 
@@ -124,9 +125,11 @@ class DataArguments:
     num_train_dialogues: int = field(default=20000, metadata={"help": "Synthetic corpus: training dialogues."})
     num_test_dialogues: int = field(default=2000, metadata={"help": "Synthetic corpus: test dialogues (the test "
                                     "pool is their deduplicated responses: about 1,100 texts and images)."})
-    synthetic_image_fraction: float = field(default=0.45, metadata={"help": "Synthetic corpus: share of dialogues "
-                                            "that end with a picture request (0: text replies only, e.g. to study "
-                                            "the context encoder's text side alone; 1: pictures only)."})
+    synthetic_image_fraction: float = field(
+        default=DEFAULT_IMAGE_FRACTION,
+        metadata={"help": "Synthetic corpus: share of dialogues that end with a picture request (0: text replies "
+                  "only, e.g. to study the context encoder's text side alone; 1: pictures only)."},
+    )
     eval_split: str = field(default="test", metadata={"help": "Split evaluated before and after training.",
                             "choices": ["validation", "test"]})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
@@ -145,9 +148,7 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
     )
     parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
-    fraction = data_args.synthetic_image_fraction
-    if not 0.0 <= fraction <= 1.0:
-        parser.error(f"--synthetic-image-fraction must be in [0, 1], got {fraction}")
+    check_synthetic_image_fraction(parser, data_args.synthetic_image_fraction)
     dialclip = model_args.architecture == "dialclip"
     if (model_args.clip_backbone == TINY) if dialclip else TINY in (model_args.text_backbone, model_args.vision_backbone):
         given = {arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}
@@ -156,6 +157,12 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
         if preset:  # re-parse with the preset in front, so the user's own values still win
             model_args, data_args, training_args = parser.parse_args_into_dataclasses(preset + argv)
     return model_args, data_args, training_args
+
+
+def check_synthetic_image_fraction(parser, fraction: float) -> None:
+    """A usage error (exit 2, before any data is generated) for a share outside [0, 1]; train and evaluate both ask."""
+    if not 0.0 <= fraction <= 1.0:
+        parser.error(f"--synthetic-image-fraction must be in [0, 1], got {fraction}")
 
 
 def fail(message: str) -> int:

@@ -17,6 +17,7 @@ from .schema import (
     unified_features,
 )
 from .synthetic import (
+    DEFAULT_IMAGE_FRACTION,
     SyntheticDialogue,
     generate_dialogue,
     make_synthetic_corpus,
@@ -26,6 +27,7 @@ from .synthetic import (
 )
 
 __all__ = [
+    "DEFAULT_IMAGE_FRACTION",
     "DEFAULT_MAX_PIXELS",
     "RESPONSE_MODALITIES",
     "DataFormatError",

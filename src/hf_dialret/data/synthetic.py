@@ -111,6 +111,8 @@ QUESTIONS: dict[str, list[tuple[str, str]]] = {
                 ("{ref} sounds great.", "thank you, the {bg} background on the {thing} was hard.")],
 }
 SPLIT_SIZES = {"validation": 1000, "test": 2000}
+#: Default share of dialogues that end with a picture request (the rest end with a question).
+DEFAULT_IMAGE_FRACTION = 0.45
 _TOKEN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
 
@@ -236,7 +238,9 @@ def _generate_row_dialogue(
     return generate_dialogue(rng, image_fraction, avoid_held_out=split == "train"), rng
 
 
-def synthetic_ground_truth(split: str, index: int, seed: int = 0, image_fraction: float = 0.45) -> SyntheticDialogue:
+def synthetic_ground_truth(
+    split: str, index: int, seed: int = 0, image_fraction: float = DEFAULT_IMAGE_FRACTION
+) -> SyntheticDialogue:
     """The generated dialogue behind row ``index`` of ``split`` of ``make_synthetic_corpus(seed=seed, ...)``.
 
     It carries what the dataset row does not: the target, the distractor and how the request refers to the target
@@ -271,7 +275,7 @@ def make_synthetic_corpus(
     *,
     num_validation_dialogues: int = SPLIT_SIZES["validation"],
     num_test_dialogues: int = SPLIT_SIZES["test"],
-    image_fraction: float = 0.45,
+    image_fraction: float = DEFAULT_IMAGE_FRACTION,
     cache_dir: str | None = None,
 ) -> datasets.DatasetDict:
     """Generate the synthetic corpus (one example per dialogue) as ``train``/``validation``/``test`` splits.

@@ -15,6 +15,8 @@ from typing import Any
 
 import datasets
 
+from ..data.synthetic import DEFAULT_IMAGE_FRACTION
+
 #: Architecture name -> model class name in ``hf_dialret`` (DialCLIP is trained as a PEFT adapter, see
 #: :func:`build_dialclip`).
 ARCHITECTURE_CLASSES = {
@@ -44,7 +46,7 @@ def load_retrieval_dataset(
     num_test_dialogues: int = 2000,
     seed: int = 0,
     cache_dir: str | None = None,
-    image_fraction: float = 0.45,
+    image_fraction: float = DEFAULT_IMAGE_FRACTION,
 ) -> datasets.DatasetDict:
     """Load ``splits`` of a dataset in the unified schema.
 
