@@ -155,6 +155,9 @@ class SyntheticDialogue:
     reference: Reference
     intent: str  # "image" or "text"
     reply: str | None  # the text response, None for image intent
+    #: the reply the same question gets about the distractor (None for image intent): a reference resolved to the
+    #: wrong thing retrieves this one (docs/training.md, "Where the errors are")
+    distractor_reply: str | None = None
 
 
 def _pick_items(rng: random.Random, avoid_held_out: bool) -> tuple[Item, Item]:
@@ -209,7 +212,7 @@ def generate_dialogue(rng: random.Random, image_fraction: float, avoid_held_out:
     offered = rng.random() < 0.3
     if offered:
         turns.append((SHARER, rng.choice(OFFERS)))
-    reply = None
+    reply = distractor_reply = None
     if intent == "image":
         final = rng.choice(OFFER_ACCEPTED if offered else IMAGE_REQUESTS).format(ref=ref)
     else:
@@ -219,9 +222,9 @@ def generate_dialogue(rng: random.Random, image_fraction: float, avoid_held_out:
         final = question.format(ref=ref)
         if offered:
             final = OFFER_DECLINED.format(question=final)
-        reply = answer.format(**target.slots())
+        reply, distractor_reply = answer.format(**target.slots()), answer.format(**distractor.slots())
     turns.append((FRIEND, final))
-    return SyntheticDialogue(turns, target, distractor, reference, intent, reply)
+    return SyntheticDialogue(turns, target, distractor, reference, intent, reply, distractor_reply)
 
 
 def _dialogue_rng(seed: int, split: str, index: int) -> random.Random:
