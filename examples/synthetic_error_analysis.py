@@ -25,15 +25,18 @@ def main() -> None:
     args = parser.parse_args()
 
     results_path = os.path.join(args.model_dir, "eval_results.json")
-    run = json.load(open(results_path)) if os.path.exists(results_path) else {}
-    fraction = run.get("synthetic_image_fraction", DEFAULT_IMAGE_FRACTION)
+    fraction = DEFAULT_IMAGE_FRACTION
+    if os.path.exists(results_path):
+        with open(results_path) as file:
+            fraction = json.load(file).get("synthetic_image_fraction", fraction)
     model = AutoModel.from_pretrained(args.model_dir).eval()
     processor = AutoProcessor.from_pretrained(args.model_dir)
     report = synthetic_error_analysis(model, processor, seed=args.seed, num_dialogues=args.num_dialogues,
                                       image_fraction=fraction)
 
     pool = report["pool"]
-    print(f"seed {args.seed}, {args.num_dialogues} test dialogues, pool {pool['texts']} texts + {pool['images']} pictures")
+    print(f"seed {args.seed}, {args.num_dialogues} test dialogues, "
+          f"pool {pool['texts']} texts + {pool['images']} pictures")
     print(f"\n{'R@1 by reference':<20}" + "".join(f"{k:>20}" for k in ("all", *REFERENCE_KINDS)))
     for modality, recall in report["recall_at_1"].items():
         counts = report["queries"][modality]

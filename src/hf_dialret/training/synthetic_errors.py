@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..data.synthetic import ATTRIBUTES, DEFAULT_IMAGE_FRACTION, SyntheticDialogue, synthetic_ground_truth, tokenize_words
+from ..data.synthetic import (
+    ATTRIBUTES, DEFAULT_IMAGE_FRACTION, SyntheticDialogue, synthetic_ground_truth, tokenize_words)
 from ..data.synthetic_render import Picture, canonical_png
 
 REFERENCE_KINDS = ("thing", "attribute", "negated attribute")
