@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from hf_dialret.data import synthetic_ground_truth
+from hf_dialret.data import synthetic_ground_truth, tokenize_words
 from hf_dialret.data.synthetic import QUESTIONS
 from hf_dialret.data.synthetic_render import Picture
 from hf_dialret.training.synthetic_errors import (
-    CORRECT, REFERENCE_KINDS, classify_top1, reference_kind, response_id, summarize_top1, synthetic_error_analysis,
-    synthetic_test_pool)
+    CORRECT, REFERENCE_KINDS, classify_top1, is_picture_id, reference_kind, response_id, summarize_top1,
+    synthetic_error_analysis, synthetic_test_pool)
 
 DIALOGUES = [synthetic_ground_truth("test", index, seed=42) for index in range(120)]
 
@@ -30,13 +30,13 @@ def test_distractor_reply_is_the_same_answer_about_the_other_thing() -> None:
     assert same < 0.1 * sum(d.intent == "text" for d in DIALOGUES)
 
 
-def test_reference_kinds_follow_the_reference() -> None:
-    kinds = {reference_kind(d) for d in DIALOGUES}
-    assert kinds == set(REFERENCE_KINDS)
+def test_reference_kinds_follow_the_request_wording() -> None:
+    assert {reference_kind(d) for d in DIALOGUES} == set(REFERENCE_KINDS)
     for d in DIALOGUES:
+        request = tokenize_words(d.turns[-1][1])
         kind = reference_kind(d)
-        assert (kind == "thing") == (d.reference.attribute == "thing")
-        assert (kind == "negated attribute") == d.reference.negated
+        assert (kind == "thing") == (d.target.thing in request)  # only a thing reference names it
+        assert (kind == "negated attribute") == ("not" in request or "without" in request)
 
 
 def test_text_top1_categories() -> None:
@@ -70,6 +70,7 @@ def test_summary_of_an_oracle_and_of_a_model_that_always_picks_the_distractor() 
     pool_ids, responses = synthetic_test_pool(DIALOGUES)
     assert len(pool_ids) == len(set(pool_ids)) == len(responses)
     assert {response_id(d) for d in DIALOGUES} == set(pool_ids)
+    assert [is_picture_id(key) for key in pool_ids] == [not isinstance(r, str) for r in responses]
     oracle = summarize_top1(DIALOGUES, pool_ids, [pool_ids.index(response_id(d)) for d in DIALOGUES])
     for modality in ("text", "image"):
         assert oracle["recall_at_1"][modality]["all"] == 1.0

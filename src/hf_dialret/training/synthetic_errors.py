@@ -38,6 +38,11 @@ def reference_kind(dialogue: SyntheticDialogue) -> str:
     return "negated attribute" if dialogue.reference.negated else "attribute"
 
 
+def is_picture_id(response_id: str) -> bool:
+    """Whether a pool id is a picture's attribute key (``synthetic/red-star-2-sand``) rather than a reply text."""
+    return response_id.startswith("synthetic/")
+
+
 def response_id(dialogue: SyntheticDialogue) -> str:
     """The id of a dialogue's true response in the test pool: the reply text, or the picture's attribute key."""
     return dialogue.target.picture.key if dialogue.intent == "image" else dialogue.reply
@@ -45,7 +50,7 @@ def response_id(dialogue: SyntheticDialogue) -> str:
 
 def classify_top1(dialogue: SyntheticDialogue, predicted_id: str) -> str:
     """What the top-ranked candidate (``predicted_id``: a reply text or a picture key) is for ``dialogue``."""
-    is_picture = predicted_id.startswith("synthetic/")
+    is_picture = is_picture_id(predicted_id)
     if predicted_id == response_id(dialogue):
         return CORRECT
     if dialogue.intent == "image":
@@ -87,7 +92,7 @@ def summarize_top1(dialogues: Sequence[SyntheticDialogue], pool_ids: Sequence[st
         queries[dialogue.intent][kind] += 1
         hits[dialogue.intent][kind] += category == CORRECT
         categories[dialogue.intent][category] += 1
-    report: dict[str, Any] = {"recall_at_1": {}, "top1": {}}
+    report: dict[str, Any] = {"recall_at_1": {}, "top1": {}, "queries": {}}
     for modality in ("text", "image"):
         total = sum(queries[modality].values())
         if not total:
@@ -97,7 +102,7 @@ def summarize_top1(dialogues: Sequence[SyntheticDialogue], pool_ids: Sequence[st
             "all": sum(hits[modality].values()) / total, **{k: by_kind[k] for k in REFERENCE_KINDS if k in by_kind},
         }
         report["top1"][modality] = dict(categories[modality].most_common())
-        report.setdefault("queries", {})[modality] = dict(queries[modality])
+        report["queries"][modality] = dict(queries[modality])
     return report
 
 
@@ -129,7 +134,8 @@ def synthetic_error_analysis(
     ``hf-dialret train --seed`` generated it) and summarise the top-1 with :func:`summarize_top1`.
 
     Every candidate is scored with the query of its own modality, in one pool of texts and pictures: the deployed
-    protocol of MDR and DialCLIP (for DR / SDR it is their oracle-intent ranking over the joint pool).
+    protocol of MDR and DialCLIP. DR / SDR deploy a predicted modality instead; here their two queries rank the joint
+    pool, so a miss of theirs may also be a picture for a text request (and the reverse).
     """
     from ..inference import encode_contexts, encode_responses
     from ..modeling.retrieval_loss import modality_aware_scores
@@ -141,7 +147,7 @@ def synthetic_error_analysis(
     candidates = encode_responses(model, processor, responses, batch_size=batch_size, precision="fp32")
     if queries.dim() != 3:
         raise ValueError(f"expected one query per response modality, (N, 2, D), got {tuple(queries.shape)}")
-    modality = torch.tensor([key.startswith("synthetic/") for key in pool_ids], dtype=torch.long,
+    modality = torch.tensor([is_picture_id(key) for key in pool_ids], dtype=torch.long,
                             device=candidates.device)
     top1 = modality_aware_scores(queries, candidates, modality).argmax(dim=1).tolist()
     report = summarize_top1(dialogues, pool_ids, top1)
