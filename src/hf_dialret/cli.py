@@ -2,7 +2,8 @@
 
 Each command lives in ``hf_dialret/commands/<name>.py`` and exposes ``main(argv) -> int``; its options are
 ``HfArgumentParser`` dataclasses, so ``hf-dialret <command> --help`` lists them with their help text. Commands are
-imported only when run, so ``hf-dialret --help`` stays fast.
+imported only when run, so ``hf-dialret --help`` does not load them all; it still pays for importing the package
+(torch, transformers with torchvision, peft: ~11 s on a busy 2-core machine, of which hf_dialret's own modules ~0.7 s).
 """
 
 from __future__ import annotations
