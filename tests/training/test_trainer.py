@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from retriever_fixtures import collator, tiny_corpus, tiny_model, tiny_processor
@@ -13,7 +15,7 @@ from hf_dialret.training import (
     PreEncodedCollator,
     PreEncodedDataset,
 )
-from hf_dialret.training.schedule import BudgetProgress, time_aware_scheduler
+from hf_dialret.training.schedule import BudgetProgress, time_aware_scheduler, wsd_decay_ratio
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +132,66 @@ def test_time_aware_schedule_follows_the_clock(monkeypatch) -> None:
     assert rates[0] == pytest.approx(1.0) and rates[1] == pytest.approx(1.0, abs=1e-4)
     assert rates[2] == pytest.approx(0.5, abs=1e-6) and rates[3] == pytest.approx(0.0, abs=1e-9)
     assert BudgetProgress(10, 1e9)(5) == 0.5  # far from the time limit: plain step progress
+
+
+def test_warmup_stable_decay_holds_the_peak_then_decays_over_the_last_share_of_the_clock(monkeypatch) -> None:
+    clock = iter([0.0, 4.0, 7.9, 9.0, 10.0])  # the first read starts the clock (scheduler creation)
+    monkeypatch.setattr("hf_dialret.training.schedule.time.perf_counter", lambda: next(clock))
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = time_aware_scheduler(optimizer, "warmup_stable_decay", num_training_steps=1000, num_warmup_steps=0,
+                                     max_seconds=10, decay_ratio=0.2)
+    rates = []
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+        rates.append(scheduler.get_last_lr()[0])
+    # stable until 80 % of the 10 s (t = 4 s, 7.9 s), cosine over the last 2 s: half way at 9 s, zero at 10 s
+    assert rates[0] == pytest.approx(1.0) and rates[1] == pytest.approx(1.0)
+    assert rates[2] == pytest.approx(0.5, abs=1e-6) and rates[3] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_warmup_stable_decay_by_steps_without_a_budget() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = time_aware_scheduler(optimizer, "warmup_stable_decay", num_training_steps=100, num_warmup_steps=10,
+                                     max_seconds=math.inf, decay_ratio=0.5)
+    rates = [scheduler.get_last_lr()[0]]
+    for _ in range(100):
+        optimizer.step()
+        scheduler.step()
+        rates.append(scheduler.get_last_lr()[0])
+    assert rates[5] == pytest.approx(0.5)  # warm-up: 5 of 10 steps
+    assert rates[10] == rates[50] == 1.0  # stable until half the steps
+    assert rates[75] == pytest.approx(0.5) and rates[100] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_wsd_decay_ratio_reads_its_kwargs_and_names_what_it_cannot_take() -> None:
+    assert wsd_decay_ratio({"decay_ratio": 0.3}, 1000) == 0.3
+    assert wsd_decay_ratio({"num_decay_steps": 250}, 1000) == 0.25  # transformers' spelling, as a share
+    assert wsd_decay_ratio(None, 1000) == 0.2
+    with pytest.raises(ValueError, match=r"\['min_lr_ratio'\].*decay_ratio or num_decay_steps"):
+        wsd_decay_ratio({"decay_ratio": 0.3, "min_lr_ratio": 0.1}, 1000)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match=r"decay_ratio must be in \(0, 1\], got 0"):
+        time_aware_scheduler(optimizer, "warmup_stable_decay", 10, 0, 10.0, decay_ratio=0.0)
+
+
+def test_trainer_uses_the_ratio_wsd_schedule_without_a_budget(tmp_path, processor, corpus) -> None:
+    trainer = DialogueRetrievalTrainer(
+        model=tiny_model("mdr", processor),
+        args=_args(tmp_path, max_steps=10, learning_rate=1.0, lr_scheduler_type="warmup_stable_decay",
+                   lr_scheduler_kwargs={"decay_ratio": 0.5}),
+        train_dataset=corpus["train"], data_collator=collator(processor), processing_class=processor,
+    )
+    trainer.create_optimizer()
+    scheduler = trainer.create_scheduler(num_training_steps=10)
+    rates = [scheduler.get_last_lr()[0]]
+    for _ in range(10):
+        trainer.optimizer.step()
+        scheduler.step()
+        rates.append(scheduler.get_last_lr()[0])
+    warmup = trainer.args.get_warmup_steps(10)
+    assert rates[max(warmup, 1):6] == [1.0] * (6 - max(warmup, 1))  # stable through the first half
+    assert rates[6] < 1.0 and rates[10] == pytest.approx(0.0, abs=1e-9)
 
 
 @pytest.mark.parametrize("architecture", ["mdr", "dr"])

@@ -15,6 +15,7 @@ Two things differ from the stock Trainer:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +30,7 @@ from .cached_loss import cached_training_step
 from .callbacks import TimeBudgetCallback
 from .evaluation import flatten_report, retrieval_report, shared_pool_scores, stack_per_query_pools
 from .gather import all_gather_with_grad, gather_sizes, global_offset, is_distributed
-from .schedule import SUPPORTED, time_aware_scheduler
+from .schedule import DEFAULT_DECAY_RATIO, SUPPORTED, time_aware_scheduler, wsd_decay_ratio
 from .pools import SharedPool, build_shared_pool, candidate_pool_width, example_pool, has_candidate_pools, response_keys
 
 # DialCLIP reads its earlier turns from the context_* keys (its input_ids hold only the current turn); the other
@@ -75,15 +76,25 @@ class DialogueRetrievalTrainer(Trainer):
     def create_scheduler(
         self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
     ) -> torch.optim.lr_scheduler.LRScheduler:
-        """With ``max_train_seconds``, a schedule driven by whichever of steps and time runs out first."""
+        """With ``max_train_seconds``, a schedule driven by whichever of steps and time runs out first.
+
+        ``warmup_stable_decay`` with a ``decay_ratio`` in ``lr_scheduler_kwargs`` uses that schedule even without a
+        time budget (transformers' own WSD counts its decay in steps, ``num_decay_steps``, which a preset cannot
+        know in advance when a budget or ``--max_steps`` sets the length).
+        """
         budget = getattr(self.args, "max_train_seconds", None)
-        if self.lr_scheduler is None and budget and self.args.lr_scheduler_type in SUPPORTED:
+        kind = str(getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type))
+        scheduler_kwargs = self.args.lr_scheduler_kwargs or {}
+        ratio_given = kind == "warmup_stable_decay" and "decay_ratio" in scheduler_kwargs
+        if self.lr_scheduler is None and kind in SUPPORTED and (budget or ratio_given):
             self.lr_scheduler = time_aware_scheduler(
                 optimizer if optimizer is not None else self.optimizer,
-                str(getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)),
+                kind,
                 num_training_steps,
                 self.args.get_warmup_steps(num_training_steps),
-                budget,
+                budget or math.inf,
+                decay_ratio=wsd_decay_ratio(scheduler_kwargs, num_training_steps)
+                if kind == "warmup_stable_decay" else DEFAULT_DECAY_RATIO,
             )
             self._created_lr_scheduler = True
         return super().create_scheduler(num_training_steps, optimizer)
