@@ -28,6 +28,8 @@ import torch
 from common import load_average, median, pick_device, print_machine
 from train import build_mdr, examples, library_trainer, to_device, train_step
 
+BATCH = 128  # the main job's batch size
+
 
 def run(mode: str, batches: int, rounds: int) -> dict[str, float]:
     from hf_dialret.data import DialogueRetrievalCollator
@@ -37,8 +39,8 @@ def run(mode: str, batches: int, rounds: int) -> dict[str, float]:
     model, processor = build_mdr("small")
     model.to(device).train()
     collator = DialogueRetrievalCollator(processor)
-    rows = examples(128 * batches)
-    data = [collator(rows[i * 128 : (i + 1) * 128]) for i in range(batches)]
+    rows = examples(BATCH * batches)
+    data = [collator(rows[i * BATCH : (i + 1) * BATCH]) for i in range(batches)]
     data = [to_device(batch, device) for batch in data]
     trainer, optimizer, max_grad_norm = library_trainer(model)
     if mode == "compiled":
@@ -58,7 +60,7 @@ def run(mode: str, batches: int, rounds: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, default=6, help="distinct batches of 128 (lengths differ)")
+    parser.add_argument("--batches", type=int, default=6, help=f"distinct batches of {BATCH} (lengths differ)")
     parser.add_argument("--rounds", type=int, default=3, help="timed passes over the batches")
     parser.add_argument("--warm-cache", action="store_true", help="reuse inductor's cache instead of an empty one")
     parser.add_argument("--mode", choices=("eager", "compiled"), help=argparse.SUPPRESS)  # the subprocess's side

@@ -89,7 +89,8 @@ def wsd_decay_ratio(scheduler_kwargs: dict | None, num_training_steps: int) -> f
     if unknown:
         raise ValueError(
             f"lr_scheduler_kwargs {sorted(unknown)} are not supported by the time-aware warmup_stable_decay schedule "
-            "(it takes decay_ratio or num_decay_steps); drop them, or unset max_train_seconds for transformers' own"
+            "(it takes decay_ratio or num_decay_steps); drop them, or, to use transformers' own WSD with them, unset "
+            "max_train_seconds and give num_decay_steps instead of decay_ratio"
         )
     if "decay_ratio" in kwargs:
         return float(kwargs["decay_ratio"])

@@ -30,7 +30,7 @@ from .cached_loss import cached_training_step
 from .callbacks import TimeBudgetCallback
 from .evaluation import flatten_report, retrieval_report, shared_pool_scores, stack_per_query_pools
 from .gather import all_gather_with_grad, gather_sizes, global_offset, is_distributed
-from .schedule import DEFAULT_DECAY_RATIO, SUPPORTED, time_aware_scheduler, wsd_decay_ratio
+from .schedule import SUPPORTED, time_aware_scheduler, wsd_decay_ratio
 from .pools import SharedPool, build_shared_pool, candidate_pool_width, example_pool, has_candidate_pools, response_keys
 
 # DialCLIP reads its earlier turns from the context_* keys (its input_ids hold only the current turn); the other
@@ -79,22 +79,25 @@ class DialogueRetrievalTrainer(Trainer):
         """With ``max_train_seconds``, a schedule driven by whichever of steps and time runs out first.
 
         ``warmup_stable_decay`` with a ``decay_ratio`` in ``lr_scheduler_kwargs`` uses that schedule even without a
-        time budget (transformers' own WSD counts its decay in steps, ``num_decay_steps``, which a preset cannot
-        know in advance when a budget or ``--max_steps`` sets the length).
+        time budget (transformers' own WSD counts its decay in steps, ``num_decay_steps``, and rejects ``decay_ratio``;
+        a share of the run does not depend on how many steps it turns out to have).
         """
         budget = getattr(self.args, "max_train_seconds", None)
         kind = str(getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type))
         scheduler_kwargs = self.args.lr_scheduler_kwargs or {}
         ratio_given = kind == "warmup_stable_decay" and "decay_ratio" in scheduler_kwargs
         if self.lr_scheduler is None and kind in SUPPORTED and (budget or ratio_given):
+            # Only WSD reads lr_scheduler_kwargs; the other time-aware kinds have no options.
+            options = {}
+            if kind == "warmup_stable_decay":
+                options["decay_ratio"] = wsd_decay_ratio(scheduler_kwargs, num_training_steps)
             self.lr_scheduler = time_aware_scheduler(
                 optimizer if optimizer is not None else self.optimizer,
                 kind,
                 num_training_steps,
                 self.args.get_warmup_steps(num_training_steps),
                 budget or math.inf,
-                decay_ratio=wsd_decay_ratio(scheduler_kwargs, num_training_steps)
-                if kind == "warmup_stable_decay" else DEFAULT_DECAY_RATIO,
+                **options,
             )
             self._created_lr_scheduler = True
         return super().create_scheduler(num_training_steps, optimizer)
