@@ -33,10 +33,14 @@ def train(args: argparse.Namespace, dataset: str) -> dict:
     """Fine-tune ``args.architecture`` on ``dataset``; evaluate every protocol on the test split; save everything."""
     from hf_dialret.data import DialogueRetrievalCollator
     from hf_dialret.training import DialogueRetrievalTrainer, DialogueRetrievalTrainingArguments
-    from hf_dialret.training.recipes import build_retriever, load_retrieval_dataset, resolve_backbones
+    from hf_dialret.training.recipes import (
+        build_retriever, dataset_vocabulary, load_retrieval_dataset, resolve_backbones,
+    )
 
     data = load_retrieval_dataset(dataset, args.data_dir, args.image_dir, splits=("train", "test"))
-    text, vision = resolve_backbones(args.text_backbone, args.vision_backbone, args.output_dir)
+    # a tiny text backbone gets the words of this corpus (its default vocabulary is the synthetic corpus's)
+    vocabulary = dataset_vocabulary(data["train"]) if dataset != "synthetic" and args.text_backbone == "tiny" else None
+    text, vision = resolve_backbones(args.text_backbone, args.vision_backbone, args.output_dir, vocabulary)
     pooling = "mean" if args.text_backbone == "tiny" else "cls"
     model, processor = build_retriever(args.architecture, text, vision, pooling=pooling)
     training_args = DialogueRetrievalTrainingArguments(

@@ -4,33 +4,31 @@ what the top-ranked candidate is when it is not the true response (docs/training
     make run                                                   # trains runs/mdr-synthetic
     python examples/synthetic_error_analysis.py --model-dir runs/mdr-synthetic
 
-Pass the run's --seed if it was not the default (42); the picture-request share is read from its eval_results.json.
+The corpus settings of the run (seed, test size, picture-request share) are read from its eval_results.json.
 """
 
 import argparse
-import json
-import os
 
-from transformers import AutoModel, AutoProcessor
-
+from hf_dialret.commands.evaluate import training_run_settings
 from hf_dialret.data.synthetic import DEFAULT_IMAGE_FRACTION
+from hf_dialret.retrieval.loading import load_retriever
 from hf_dialret.training.synthetic_errors import REFERENCE_KINDS, synthetic_error_analysis
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True, help="a trained model + processor (hf-dialret train output)")
-    parser.add_argument("--seed", type=int, default=42, help="the run's --seed, which seeds its corpus (default 42)")
-    parser.add_argument("--num-dialogues", type=int, default=2000, help="test dialogues to rank (default 2000)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the corpus seed (default: the run's, from its eval_results.json; else 42)")
+    parser.add_argument("--num-dialogues", type=int, default=None,
+                        help="test dialogues to rank (default: the run's test size; else 2000)")
     args = parser.parse_args()
 
-    results_path = os.path.join(args.model_dir, "eval_results.json")
-    fraction = DEFAULT_IMAGE_FRACTION
-    if os.path.exists(results_path):
-        with open(results_path) as file:
-            fraction = json.load(file).get("synthetic_image_fraction", fraction)
-    model = AutoModel.from_pretrained(args.model_dir).eval()
-    processor = AutoProcessor.from_pretrained(args.model_dir)
+    run = training_run_settings(args.model_dir)
+    args.seed = run.get("seed", 42) if args.seed is None else args.seed
+    args.num_dialogues = run.get("num_test_dialogues", 2000) if args.num_dialogues is None else args.num_dialogues
+    fraction = run.get("synthetic_image_fraction", DEFAULT_IMAGE_FRACTION)
+    model, processor = load_retriever(args.model_dir, device="cpu")
     report = synthetic_error_analysis(model, processor, seed=args.seed, num_dialogues=args.num_dialogues,
                                       image_fraction=fraction)
 

@@ -15,6 +15,8 @@ Accepted ``eval_results`` (a dict or a JSON file), see :func:`load_eval_results`
 - the nested report of ``hf_dialret.training.evaluation.retrieval_report``: ``{protocol: {group: {metric: value}}}``
   or ``{protocol: {metric: value}}`` (``text_retrieval``, ``multimodal``, ``intent``...), optionally wrapped as
   ``{"dataset": ..., "split": ..., "results": {...}}``;
+- the ``eval_results.json`` that ``hf-dialret train`` / ``evaluate`` write: the report under ``"trained"``, the
+  split under ``"eval_split"`` (the untrained baseline and the run's settings are not results of the model);
 - the flat metrics that ``Trainer`` writes: ``{"eval_multimodal_overall_recall@1": 0.31, ...}``.
 """
 
@@ -24,6 +26,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +59,17 @@ def load_eval_results(source: str | os.PathLike[str] | dict[str, Any]) -> tuple[
         if not isinstance(source, dict):
             raise ValueError("eval results must be a JSON object (protocol -> metrics)")
     meta = {key: str(source[key]) for key in ("dataset", "split") if isinstance(source.get(key), str)}
-    data = source["results"] if isinstance(source.get("results"), dict) else source
+    if "split" not in meta and isinstance(source.get("eval_split"), str):
+        meta["split"] = source["eval_split"]
+    if isinstance(source.get("trained"), dict):  # eval_results.json of `hf-dialret train` / `evaluate`
+        data = source["trained"]
+    else:
+        data = source["results"] if isinstance(source.get("results"), dict) else source
     results: Results = {}
     for key, value in data.items():
         if isinstance(value, dict):
+            if key not in PROTOCOLS:  # e.g. the run's "training" or "parameters" block
+                continue
             nested = {g: v for g, v in value.items() if isinstance(v, dict)}
             groups = nested or {"overall": value}
             for group, metrics in groups.items():
@@ -231,6 +241,13 @@ def build_model_card(
     if adapter:
         peft_config = model.peft_config[getattr(model, "active_adapter", "default")]
         base_model = peft_config.base_model_name_or_path
+        if not _looks_like_hub_id(base_model):
+            warnings.warn(
+                f"the DialCLIP adapter's base model {base_model!r} is not a Hub id, so users of {repo_id} cannot "
+                "load it with load_retriever (which fetches the base the adapter names); train the adapter on a "
+                "CLIP pushed to the Hub, or tell them to pass load_dialclip(..., clip_backbone=<their copy>)",
+                stacklevel=2,
+            )
     results, meta = load_eval_results(eval_results) if eval_results is not None else ({}, {})
     dataset = eval_dataset or meta.get("dataset") or "custom"
     split = eval_split or meta.get("split") or "test"

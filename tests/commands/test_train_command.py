@@ -22,6 +22,10 @@ def test_help_lists_choices_and_preset(capsys) -> None:
     text = capsys.readouterr().out
     for needle in ("{dr,sdr,mdr,dialclip}", "--clip-backbone", "{synthetic,photochat,mmdialog}", "--text-backbone", "--data-dir", "tiny preset"):
         assert needle in text
+    flat = " ".join(text.split())  # argparse wraps the help column
+    assert "{cls,mean,attention}" in flat and "in-batch negative. (default: 64)" in flat  # defaults are shown
+    assert "--no_pre_encode, --no-pre-encode Turns --pre_encode off (on by default)." in flat
+    assert "(default: None)" not in flat
 
 
 def test_tiny_preset_fills_only_missing_training_options() -> None:
@@ -31,6 +35,10 @@ def test_tiny_preset_fills_only_missing_training_options() -> None:
     assert args.learning_rate == 1e-2 and args.per_device_train_batch_size == 128
     _, _, args = parse(["--output-dir", "x", "--text-backbone", "bert-base-uncased", "--vision-backbone", "r50"])
     assert args.learning_rate == 5e-5 and args.max_train_seconds is None
+    # one pretrained backbone is enough to keep the fine-tuning defaults (lr 1e-3 would wreck pretrained weights)
+    for text, vision in (("bert-base-uncased", "tiny"), ("tiny", "microsoft/resnet-50")):
+        _, _, args = parse(["--output-dir", "x", "--text-backbone", text, "--vision-backbone", vision])
+        assert args.learning_rate == 5e-5 and args.max_train_seconds is None, (text, vision)
 
 
 def test_unknown_architecture_is_rejected(capsys) -> None:
@@ -84,8 +92,10 @@ def test_train_then_evaluate_end_to_end(tmp_path, capsys) -> None:
         embeds = model(**processor(dialogues=[["hello", "can you show me the red one?"]]), return_loss=False)
     assert embeds.context_embeds.shape[-1] == model.config.projection_dim
 
-    # Evaluating the saved model on the same pool reproduces the numbers measured right after training.
-    assert cli(["evaluate", "--model-dir", str(output), "--num_test_dialogues", "24"]) == 0
+    # Evaluating the saved model on the same pool reproduces the numbers measured right after training; the pool's
+    # settings (seed, test size) come from the run's eval_results.json.
+    assert results["seed"] == 42 and results["num_test_dialogues"] == 24
+    assert cli(["evaluate", "--model-dir", str(output)]) == 0
     evaluated = json.loads((output / "eval_results_synthetic_test.json").read_text())["trained"]
     for group in ("overall", "text", "image"):
         assert evaluated["multimodal"][group] == pytest.approx(results["trained"]["multimodal"][group])
@@ -145,6 +155,10 @@ def test_train_dialclip_saves_a_peft_adapter_naming_its_clip(tmp_path, capsys, m
     assert config.peft_type == "DIALCLIP" and (tmp_path / "dialclip" / "tiny-clip").samefile(config.base_model_name_or_path)
     model = load_dialclip(str(output))
     assert type(model.get_base_model()).__name__ == "DialCLIPModel"
+    # `evaluate` loads the adapter onto its base CLIP (AutoModel alone cannot) and reproduces the run's numbers.
+    assert cli(["evaluate", "--model-dir", str(output)]) == 0
+    evaluated = json.loads((output / "eval_results_synthetic_test.json").read_text())["trained"]
+    assert evaluated["multimodal"]["overall"] == pytest.approx(results["trained"]["multimodal"]["overall"])
 
 
 def test_torchrun_on_cpu_trains_one_model_over_both_processes(tmp_path, torchrun) -> None:

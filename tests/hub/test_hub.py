@@ -105,6 +105,18 @@ def test_flat_trainer_metrics_are_read():
     assert nested["multimodal"]["image"]["recall@5"] == 0.3 and "protocol" not in nested["multimodal"]
 
 
+def test_eval_results_of_hf_dialret_train_are_read():
+    # `hf-dialret train` writes the trained report under "trained", beside the untrained baseline and its settings
+    untrained = {"multimodal": {"overall": {"recall@1": 0.001, "num_queries": 150}}}
+    results, meta = load_eval_results({
+        "architecture": "mdr", "dataset": "synthetic", "eval_split": "validation",
+        "parameters": {"total": 10, "trainable": 10}, "training": {"steps": 5, "seconds": 1.0},
+        "trained": EVAL_REPORT, "untrained": untrained,
+    })
+    assert results == load_eval_results(EVAL_REPORT)[0]
+    assert meta == {"dataset": "synthetic", "split": "validation"}
+
+
 def test_push_model_is_one_commit_with_our_card_last(saved_mdr, hub, tmp_path):
     model, processor = load_retriever(saved_mdr, device="cpu")
     info = push_to_hub(model, "me/mdr-tiny", processor=processor, token="hf_dummy", private=True,
@@ -146,7 +158,11 @@ def test_push_dialclip_adapter_names_its_base_clip(saved_adapter, hub, tmp_path,
 def test_usage_snippet_runs(kind, saved_mdr, saved_adapter, tmp_path, monkeypatch):
     path = saved_mdr if kind == "model" else saved_adapter
     model, _ = load_retriever(path, device="cpu")
-    card = save_model_card(model, tmp_path / "card", "me/repo")
+    if kind == "adapter":  # its base is a local directory, which users of the Hub repository would not have
+        with pytest.warns(UserWarning, match="is not a Hub id, so users of me/repo cannot load it"):
+            card = save_model_card(model, tmp_path / "card", "me/repo")
+    else:
+        card = save_model_card(model, tmp_path / "card", "me/repo")
     snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1).replace("me/repo", path)
     monkeypatch.chdir(tmp_path)
     exec(compile(snippet, "usage-snippet", "exec"), {})  # noqa: S102 - the card's own code, on local files
@@ -165,3 +181,53 @@ def test_push_command(saved_mdr, hub, tmp_path, capsys):
     assert "pushed" in capsys.readouterr().out and hub.commits[0].keys() >= {"README.md", "model.safetensors"}
     assert cli(["push", "--model", str(tmp_path), "--repo_id", "me/x"]) == 1
     assert "holds no saved model" in capsys.readouterr().err
+
+
+def test_push_command_reads_the_train_commands_results(saved_mdr, tmp_path):
+    """`hf-dialret train` output: no trainer_state.json (no checkpoint is kept), results under "trained"."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(saved_mdr, run)
+    (run / "trainer_state.json").unlink()
+    (run / "eval_results.json").write_text(json.dumps({
+        "dataset": "synthetic", "eval_split": "test", "trained": EVAL_REPORT,
+        "untrained": {"multimodal": {"overall": {"recall@1": 0.0005}}},
+        "training": {"steps": 605, "batch_size": 128, "learning_rate": 0.001, "loop_seconds": 288.0},
+    }))
+    out = tmp_path / "preview"
+    assert cli(["push", "--model", str(run), "--repo_id", "me/mdr-tiny", "--output_dir", str(out)]) == 0
+    card = ModelCard.load(out / "README.md")
+    assert "| optimizer steps | 605 |" in card.text and "| batch size per device | 128 |" in card.text
+    assert "untrained" not in card.text and "training" not in str(card.data.eval_results)
+    recalls = {(r.metric_name, r.metric_value) for r in card.data.eval_results}
+    assert ("Recall@1 (multimodal, overall)", 0.12) in recalls
+
+
+def test_adapter_loads_from_a_hub_id(saved_adapter, clip_dir, tmp_path, monkeypatch):
+    """A DialCLIP adapter repository (as `push` uploads it: adapter + processor) loads by its Hub id, through the
+    real hub download path reading an offline cache."""
+    import shutil
+
+    import torch
+    from huggingface_hub import constants
+
+    from hf_dialret.modeling.processing_dialclip import DialCLIPProcessor
+
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--me--dialclip-tiny"
+    snapshot = repo / "snapshots" / revision
+    shutil.copytree(saved_adapter, snapshot)
+    DialCLIPProcessor.from_pretrained(clip_dir).save_pretrained(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    model, processor = load_retriever("me/dialclip-tiny", device="cpu")
+    local, _ = load_retriever(saved_adapter, device="cpu")
+    assert type(model).__name__ == "PeftModel" and isinstance(processor, DialCLIPProcessor)
+    assert model.peft_config["default"].base_model_name_or_path == clip_dir
+    trained = {n: p for n, p in local.named_parameters() if "dialclip" in n}
+    assert trained and all(torch.equal(p, trained[n]) for n, p in model.named_parameters() if n in trained)

@@ -124,6 +124,13 @@ def _dataset(with_candidates: bool):
     return write_dataset(rows, unified_features(with_candidates=with_candidates))
 
 
+def test_a_response_without_id_is_named_by_its_row() -> None:
+    rows = _dataset(with_candidates=False).to_list()
+    rows[2]["response"]["id"] = None
+    with pytest.raises(ValueError, match=r"evaluation dataset, row 2: field `response.id` is missing"):
+        build_shared_pool(write_dataset(rows, unified_features()))
+
+
 def test_shared_pool_deduplicates_by_modality_and_id() -> None:
     dataset = _dataset(with_candidates=False)
     pool = build_shared_pool(dataset)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -15,7 +14,7 @@ from transformers import HfArgumentParser
 
 from ..data.synthetic import DEFAULT_IMAGE_FRACTION
 from ..training.recipes import DATASETS
-from .train import check_synthetic_image_fraction, example_retrievals, fail, recall_table
+from .train import HelpFormatter, check_synthetic_image_fraction, example_retrievals, fail, recall_table
 
 DESCRIPTION = "Evaluate a saved dialogue retriever on every protocol (oracle text/image retrieval, intent, multimodal)."
 EPILOG = """\
@@ -33,13 +32,16 @@ class EvaluateArguments:
     data_dir: str | None = field(default=None, metadata={"help": "Folder of the PhotoChat / MMDialog files."})
     image_dir: str | None = field(default=None, metadata={"help": "Folder of the photos."})
     eval_split: str = field(default="test", metadata={"help": "Split to evaluate.", "choices": ["validation", "test"]})
-    num_test_dialogues: int = field(default=2000, metadata={"help": "Synthetic corpus: test dialogues (use the "
-                                    "training run's value to get its pool)."})
-    seed: int = field(default=42, metadata={"help": "Synthetic corpus seed (the training run's --seed)."})
-    synthetic_image_fraction: float = field(
-        default=DEFAULT_IMAGE_FRACTION,
-        metadata={"help": "Synthetic corpus: share of picture requests (the training run's "
-                  "--synthetic-image-fraction)."},
+    num_test_dialogues: int | None = field(default=None, metadata={
+        "help": "Synthetic corpus: test dialogues (default: the training run's, from <model-dir>/eval_results.json; "
+                "else 2000)."})
+    seed: int | None = field(default=None, metadata={
+        "help": "Synthetic corpus seed (default: the training run's --seed, from <model-dir>/eval_results.json; "
+                "else 42)."})
+    synthetic_image_fraction: float | None = field(
+        default=None,
+        metadata={"help": "Synthetic corpus: share of picture requests (default: the training run's "
+                  f"--synthetic-image-fraction, from <model-dir>/eval_results.json; else {DEFAULT_IMAGE_FRACTION})."},
     )
     max_eval_examples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
     batch_size: int = field(default=128, metadata={"help": "Encoding batch size."})
@@ -49,18 +51,34 @@ class EvaluateArguments:
 
 def parse(argv: list[str]) -> EvaluateArguments:
     parser = HfArgumentParser(EvaluateArguments, prog="hf-dialret evaluate", description=DESCRIPTION, epilog=EPILOG)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.formatter_class = HelpFormatter
     (args,) = parser.parse_args_into_dataclasses(argv)
+    run_settings = training_run_settings(args.model_dir)
+    defaults = {"seed": 42, "num_test_dialogues": 2000, "synthetic_image_fraction": DEFAULT_IMAGE_FRACTION}
+    for name, default in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, run_settings.get(name, default))
     check_synthetic_image_fraction(parser, args.synthetic_image_fraction)
     return args
 
 
+def training_run_settings(model_dir: str) -> dict[str, Any]:
+    """The corpus settings a training run recorded in ``<model_dir>/eval_results.json`` (empty when there is none)."""
+    path = os.path.join(model_dir, "eval_results.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            results = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(results, dict):
+        return {}
+    return {key: results[key] for key in ("seed", "num_test_dialogues", "synthetic_image_fraction")
+            if isinstance(results.get(key), (int, float)) and not isinstance(results.get(key), bool)}
+
+
 def run(args: EvaluateArguments) -> dict[str, Any]:
     """Load, evaluate, print and write the report; returns it."""
-    from transformers import AutoModel, AutoProcessor
-
-    import hf_dialret  # noqa: F401  (registers the Auto classes)
-
+    from ..retrieval.loading import load_retriever
     from ..data import DialogueRetrievalCollator
     from ..training import DialogueRetrievalTrainer, DialogueRetrievalTrainingArguments
     from ..training.recipes import load_retrieval_dataset
@@ -68,9 +86,8 @@ def run(args: EvaluateArguments) -> dict[str, Any]:
     if not os.path.isdir(args.model_dir):
         raise FileNotFoundError(f"model dir {args.model_dir!r} does not exist (pass the --output-dir of a training run)")
     try:
-        model = AutoModel.from_pretrained(args.model_dir)
-        processor = AutoProcessor.from_pretrained(args.model_dir)
-    except (OSError, ValueError) as error:
+        model, processor = load_retriever(args.model_dir, device="cpu")  # DialCLIP adapters: their base CLIP first
+    except (OSError, ValueError, TypeError) as error:
         raise FileNotFoundError(f"cannot load a retriever and its processor from {args.model_dir!r}: {error}") from error
     data = load_retrieval_dataset(args.dataset, args.data_dir, args.image_dir, splits=(args.eval_split,),
                                   num_train_dialogues=0, num_test_dialogues=args.num_test_dialogues, seed=args.seed,

@@ -1,8 +1,8 @@
 """``hf-dialret push``: publish a saved retriever (or DialCLIP adapter) with its processor and a model card.
 
 The card's recall table comes from ``eval_results.json`` beside the model (or ``--eval_results``); training
-settings from the Trainer's ``trainer_state.json`` when present. ``--output_dir`` writes the files that would be
-uploaded to a local folder instead (no network)::
+settings from the Trainer's ``trainer_state.json`` when present, else from that file's ``training`` block.
+``--output_dir`` writes the files that would be uploaded to a local folder instead (no network)::
 
     hf-dialret push --model runs/mdr --repo_id me/mdr-photochat --datasets photochat
     hf-dialret push --model runs/mdr --repo_id me/mdr-photochat --output_dir /tmp/preview
@@ -40,15 +40,24 @@ class PushArguments:
     )
 
 
-def training_details(model_dir: Path) -> dict[str, Any]:
-    """A few settings from the Trainer's ``trainer_state.json`` (a JSON file; training_args.bin is a pickle)."""
+def training_details(model_dir: Path, eval_results: str | None = None) -> dict[str, Any]:
+    """A few settings of the run: from the Trainer's ``trainer_state.json`` when it is beside the model (a checkpoint
+    directory), else from the ``"training"`` block that ``hf-dialret train`` writes into ``eval_results.json``."""
     path = model_dir / "trainer_state.json"
-    if not path.is_file():
+    if path.is_file():
+        state = json.loads(path.read_text(encoding="utf-8"))
+        names = {"global_step": "optimizer steps", "num_train_epochs": "epochs",
+                 "train_batch_size": "batch size per device"}
+        return {label: state[key] for key, label in names.items() if state.get(key) is not None}
+    if eval_results is None or not Path(eval_results).is_file():
         return {}
-    state = json.loads(path.read_text(encoding="utf-8"))
-    names = {"global_step": "optimizer steps", "num_train_epochs": "epochs",
-             "train_batch_size": "batch size per device"}
-    return {label: state[key] for key, label in names.items() if state.get(key) is not None}
+    report = json.loads(Path(eval_results).read_text(encoding="utf-8"))
+    training = report.get("training") if isinstance(report, dict) else None
+    if not isinstance(training, dict):
+        return {}
+    names = {"steps": "optimizer steps", "batch_size": "batch size per device", "learning_rate": "peak learning rate",
+             "examples_seen": "training examples seen", "loop_seconds": "training time (s)"}
+    return {label: training[key] for key, label in names.items() if training.get(key) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval_split": args.eval_split,
         "datasets": args.datasets,
         "training_data": args.training_data,
-        "training_details": training_details(model_dir),
+        "training_details": training_details(model_dir, eval_results),
         "license": args.license,
     }
     try:

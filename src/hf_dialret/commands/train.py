@@ -6,6 +6,7 @@ With no options this is the main job: MDR with tiny from-scratch backbones on th
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import Any
 from transformers import HfArgumentParser
 
 from ..data.synthetic import DEFAULT_IMAGE_FRACTION
+from ..modeling.configuration_dialogue_retrieval import POOLING_MODES
 from ..training.recipes import ARCHITECTURE_CLASSES, DATASETS, TINY
 from ..training.training_args import DialogueRetrievalTrainingArguments
 
@@ -24,14 +26,14 @@ logger = logging.getLogger("hf_dialret.train")
 
 DESCRIPTION = "Train a dialogue response retriever (DR, SDR, MDR, DialCLIP), evaluate it on every protocol and save it."
 EPILOG = """\
-defaults of the tiny preset (--text-backbone tiny and --vision-backbone tiny, from scratch), applied to the
-training options you do not pass: --per_device_train_batch_size 128 --learning_rate 1e-3 (DialCLIP with
---clip-backbone tiny: 1e-2) --warmup_steps 0.1
---lr_scheduler_type cosine --max_steps 3000 --max_train_seconds 300 --logging_steps 20 --save_strategy no.
+defaults of the tiny preset, applied to the training options you do not pass when both --text-backbone and
+--vision-backbone are tiny (training from scratch; for DialCLIP: --clip-backbone tiny):
+  --per_device_train_batch_size 128 --learning_rate 1e-3 (DialCLIP: 1e-2) --warmup_steps 0.1
+  --lr_scheduler_type cosine --max_steps 3000 --max_train_seconds 300 --logging_steps 20 --save_strategy no.
 The tiny preset also turns on --symmetric_loss (DR/SDR/MDR) and feeds the pictures to the ResNet at 128 px.
 The time budget covers pre-encoding and the training loop; the learning rate decays over whichever of
-max_steps / max_train_seconds ends first.
-With pretrained backbones (Hub ids or local dirs, e.g. bert-base-uncased and microsoft/resnet-50) the training
+max_steps / max_train_seconds ends first (--max_train_seconds 0 lifts the budget).
+With a pretrained backbone (Hub id or local dir, e.g. bert-base-uncased, microsoft/resnet-50) the training
 options keep the defaults shown above (fine-tuning: lr 5e-5, batch 64, 3 epochs).
 
 examples:
@@ -97,9 +99,10 @@ class ModelArguments:
     projection_dim: int = field(default=128, metadata={"help": "Width of the shared retrieval space."})
     pooling: str | None = field(
         default=None,
-        metadata={"help": "Text pooling: cls or mean. Default: mean for the tiny from-scratch preset (a random "
-                  "encoder's [CLS] vector is nearly input-independent, which stalls training), cls for pretrained "
-                  "backbones (BERT's [CLS] is trained).", "choices": ["cls", "mean"]},
+        metadata={"help": "Text pooling: cls, mean or attention (a learned query over the tokens). Default: mean "
+                  "for the tiny from-scratch preset (a random encoder's [CLS] vector is nearly input-independent, "
+                  "which stalls training), cls for pretrained backbones (BERT's [CLS] is trained).",
+                  "choices": list(POOLING_MODES)},
     )
     logit_scale_init_value: float = field(
         default=2.6592, metadata={"help": "Initial log inverse temperature (CLIP: log(1/0.07) = 2.6592; max log(100))."}
@@ -139,6 +142,20 @@ class DataArguments:
                                      "chance-level reference in eval_results.json)."})
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the epilog's line breaks and shows the options' defaults, as HfArgumentParser's own formatter does
+    (except an unset ``None``, whose meaning the help text says)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        negative = action.option_strings[0] if action.option_strings else ""
+        if negative.startswith("--no_") and isinstance(action, argparse._StoreFalseAction):
+            # HfArgumentParser gives the --no_X switch of a boolean that defaults to True the help of --X
+            return f"Turns --{negative[len('--no_'):]} off (on by default)."
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetrievalTrainingArguments]:
     """Parse ``argv``; the tiny preset fills the training options that were not given explicitly."""
     parser = HfArgumentParser(
@@ -146,17 +163,28 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
         prog="hf-dialret train", usage="hf-dialret train [--architecture {dr,sdr,mdr,dialclip}] [--dataset ...] [options]",
         description=DESCRIPTION, epilog=EPILOG,
     )
-    parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
+    parser.formatter_class = HelpFormatter
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
     check_synthetic_image_fraction(parser, data_args.synthetic_image_fraction)
     dialclip = model_args.architecture == "dialclip"
-    if (model_args.clip_backbone == TINY) if dialclip else TINY in (model_args.text_backbone, model_args.vision_backbone):
+    if uses_tiny_preset(model_args):
         given = {arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}
         defaults = {**TINY_PRESET, **(TINY_DIALCLIP_PRESET if dialclip else {})}
         preset = [item for key, value in defaults.items() if key not in given for item in (f"--{key}", str(value))]
         if preset:  # re-parse with the preset in front, so the user's own values still win
             model_args, data_args, training_args = parser.parse_args_into_dataclasses(preset + argv)
     return model_args, data_args, training_args
+
+
+def uses_tiny_preset(model_args: ModelArguments) -> bool:
+    """The tiny preset's training options suit training from scratch only: every backbone must be ``tiny``.
+
+    With one pretrained backbone (say bert-base-uncased beside a tiny ResNet) its learning rate of 1e-3 would wreck
+    the pretrained weights, so such a run keeps the Trainer's fine-tuning defaults.
+    """
+    if model_args.architecture == "dialclip":
+        return model_args.clip_backbone == TINY
+    return model_args.text_backbone == TINY and model_args.vision_backbone == TINY
 
 
 def check_synthetic_image_fraction(parser, fraction: float) -> None:
@@ -326,8 +354,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
         },
         "trained": trained, "untrained": untrained,
     }
-    if data_args.dataset == "synthetic":
+    results["seed"] = training_args.seed
+    if data_args.dataset == "synthetic":  # what `hf-dialret evaluate` needs to rebuild the same test pool
         results["synthetic_image_fraction"] = data_args.synthetic_image_fraction
+        results["num_test_dialogues"] = data_args.num_test_dialogues
     if model_args.architecture == "dialclip" and model_args.clip_backbone == TINY:
         results["clip_pretraining"] = _clip_pretraining_summary(training_args.output_dir, clip_seconds)
     if trainer.is_world_process_zero():

@@ -42,7 +42,9 @@ def response_keys(dataset: datasets.Dataset) -> tuple[list[int], list[str]]:
     response = _column(dataset, "response")
     ids = response.field("id").to_pylist()
     if any(value is None for value in ids):
-        raise ValueError("evaluation dataset: every response needs an `id` (see hf_dialret.data.schema)")
+        row = ids.index(None)
+        raise ValueError(f"evaluation dataset, row {row}: field `response.id` is missing; every response needs an id "
+                         "(see hf_dialret.data.schema)")
     return _modality_labels(response.field("modality").to_pylist(), "evaluation dataset"), ids
 
 

@@ -77,8 +77,9 @@ class DialogueRetrievalTrainingArguments(TrainingArguments):
     max_train_seconds: float | None = field(
         default=None,
         metadata={
-            "help": "Wall-clock budget of the training loop in seconds: training stops (and saves, as at the end) "
-            "after the first step past it. Unset: no limit."
+            "help": "Wall-clock budget in seconds: training stops (and saves, as at the end) after the first step "
+            "past it, and the learning-rate schedule ends with it. Under `hf-dialret train` it also covers "
+            "pre-encoding. Unset or 0: no limit (the tiny preset of `hf-dialret train` sets 300; pass 0 to lift it)."
         },
     )
 
