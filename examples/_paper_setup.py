@@ -10,6 +10,8 @@ import argparse
 import json
 import os
 
+import torch
+
 PAPER_TEXT_BACKBONE = "bert-base-uncased"
 PAPER_VISION_BACKBONE = "microsoft/resnet-50"
 
@@ -46,6 +48,8 @@ def train(args: argparse.Namespace, dataset: str) -> dict:
     training_args = DialogueRetrievalTrainingArguments(
         output_dir=args.output_dir, per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
         num_train_epochs=args.epochs, bf16=args.bf16, save_strategy="epoch", logging_steps=50,
+        # bf16 on a CPU-only machine needs use_cpu (transformers refuses it otherwise); fast with AMX only
+        use_cpu=args.bf16 and not torch.cuda.is_available(),
     )
     trainer = DialogueRetrievalTrainer(model=model, args=training_args, train_dataset=data["train"],
                                        data_collator=DialogueRetrievalCollator(processor), processing_class=processor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +40,67 @@ def test_tiny_preset_fills_only_missing_training_options() -> None:
     for text, vision in (("bert-base-uncased", "tiny"), ("tiny", "microsoft/resnet-50")):
         _, _, args = parse(["--output-dir", "x", "--text-backbone", text, "--vision-backbone", vision])
         assert args.learning_rate == 5e-5 and args.max_train_seconds is None, (text, vision)
+
+
+def test_tiny_preset_yields_to_epochs_and_checkpoints() -> None:
+    _, _, args = parse(["--output-dir", "x", "--num_train_epochs", "1"])
+    assert args.max_steps == -1 and args.num_train_epochs == 1  # not cut at the preset's 3,000 steps
+    _, _, args = parse(["--output-dir", "x", "--save_steps", "2"])
+    assert args.save_strategy == "steps" and args.save_steps == 2
+
+
+def test_resume_interrupted_run_and_evaluate_during_training(tmp_path, capsys) -> None:
+    output = tmp_path / "run"
+    run = ["train", "--output-dir", str(output), "--save_steps", "2", "--evaluate_untrained", "false", *TINY_RUN]
+    assert cli([*run, "--resume_from_checkpoint", "true"]) == 2  # nothing to resume yet: a clear error, no traceback
+    assert "no checkpoint-* directory" in capsys.readouterr().err
+    assert cli(run + ["--max_steps", "2"]) == 0  # the "interrupted" run: checkpoint-2
+    assert cli(run + ["--max_steps", "4", "--resume_from_checkpoint", "true",
+                      "--eval_strategy", "steps", "--eval_steps", "2"]) == 0
+    training = json.loads((output / "eval_results.json").read_text())["training"]
+    assert training["steps"] == 4 and training["resumed_from_step"] == 2
+    assert training["examples_seen"] == 2 * 16  # this run's two steps of batch 16, not all four
+    # periodic evaluation ran and its recall is in the log history of the checkpoint, as Trainer logs it
+    history = json.loads((output / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    evaluated = [entry for entry in history if "eval_multimodal_overall_recall@1" in entry]
+    assert [entry["step"] for entry in evaluated] == [4]
+
+
+def test_open_clip_name_is_refused_before_anything_is_built(tmp_path, capsys) -> None:
+    argv = ["train", "--architecture", "dialclip", "--clip-backbone", "open_clip:ViT-B-32/openai",
+            "--output-dir", str(tmp_path)]
+    assert cli(argv) == 2  # not a download attempt and its traceback
+    assert "needs a processor: convert it once with DialCLIPModel.from_open_clip" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("architecture, option, value", [
+    ("dialclip", "--text-backbone", "bert-base-uncased"), ("dialclip", "--symmetric_loss", "true"),
+    ("mdr", "--clip-backbone", "openai/clip-vit-base-patch32"),
+])
+def test_options_of_another_architecture_are_refused(architecture, option, value, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--output-dir", "x", "--architecture", architecture, option, value])
+    assert exit_info.value.code == 2
+    assert f"{option.replace('-', '_').replace('__', '--')} do(es) not apply to --architecture {architecture}" in (
+        capsys.readouterr().err)
+
+
+def test_on_error_reaches_the_dataset_readers(tmp_path) -> None:
+    from hf_dialret.data import DataFormatError
+    from hf_dialret.training.recipes import load_retrieval_dataset
+
+    sample = Path(__file__).parents[1] / "fixtures" / "photochat" / "test_00_first20.json"
+    records = json.loads(sample.read_text(encoding="utf-8"))
+    del records[3]["dialogue"]
+    file = tmp_path / "photochat.json"
+    file.write_text(json.dumps(records))
+    _, data_args, _ = parse(["--output-dir", "x", "--dataset", "photochat", "--on-error", "skip"])
+    assert data_args.on_error == "skip"
+    with pytest.raises(DataFormatError, match="record 3"):
+        load_retrieval_dataset("photochat", str(file), splits=("test",))
+    skipped = load_retrieval_dataset("photochat", str(file), splits=("test",), on_error=data_args.on_error)["test"]
+    whole = load_retrieval_dataset("photochat", str(sample), splits=("test",))["test"]
+    assert 0 < len(skipped) < len(whole)  # the one broken dialogue's examples are gone, the rest are kept
 
 
 def test_unknown_architecture_is_rejected(capsys) -> None:

@@ -117,8 +117,11 @@ def test_bad_records_raise_or_are_skipped(tmp_path, bad, field, message):
     ds = load_mmdialog(path, "train", on_error="skip", error_report=report)
     assert len(ds) == 2 * 4 and report.count == 1
     report = ErrorReport()
-    assert len(list(load_mmdialog(path, "train", streaming=True, on_error="skip", error_report=report))) == 8
-    assert report.count == 1
+    streamed = load_mmdialog(path, "train", streaming=True, on_error="skip", error_report=report)
+    assert len(list(streamed)) == 8 and report.count == 1
+    assert len(list(streamed)) == 8 and report.count == 2  # every pass over a stream adds to the report...
+    report.reset()
+    assert len(list(streamed)) == 8 and report.count == 1 and len(report.errors) == 1  # ...unless reset between
 
 
 def test_candidates_are_required_and_checked_in_test_split(tmp_path):

@@ -82,14 +82,27 @@ class _RecordAttention(TrainerCallback):
 
 
 @pytest.mark.parametrize("bf16, during", [(True, "eager"), (False, "sdpa")])
-def test_trainer_trains_with_eager_attention_only_in_cpu_bf16(tmp_path, processor, bf16, during) -> None:
+def test_trainer_trains_with_eager_attention_only_in_cpu_bf16(tmp_path, processor, bf16, during, monkeypatch) -> None:
     model = tiny_model("mdr", processor, dropout=0.0)
     record = _RecordAttention()
     trainer = DialogueRetrievalTrainer(
         model=model, args=_args(tmp_path, bf16=bf16), train_dataset=tiny_corpus(num_train=16, num_test=4)["train"],
         data_collator=collator(processor), processing_class=processor, callbacks=[record],
     )
+    # a CPU with native bf16, so that the emulation warning (tested below) stays out of this test
+    monkeypatch.setattr("hf_dialret.training.trainer.cpu_bf16_flags", lambda: frozenset({"amx_bf16"}))
     result = trainer.train()
     assert record.seen == {during}
     assert torch.isfinite(torch.tensor(result.training_loss))
     assert model.context.text.encoder.config._attn_implementation == "sdpa"  # restored for inference
+
+
+def test_bf16_training_warns_on_a_cpu_that_emulates_bf16(tmp_path, processor, monkeypatch) -> None:
+    trainer = DialogueRetrievalTrainer(
+        model=tiny_model("mdr", processor, dropout=0.0), args=_args(tmp_path, bf16=True, max_steps=1),
+        train_dataset=tiny_corpus(num_train=8, num_test=4)["train"], data_collator=collator(processor),
+        processing_class=processor,
+    )
+    monkeypatch.setattr("hf_dialret.training.trainer.cpu_bf16_flags", lambda: frozenset())
+    with pytest.warns(UserWarning, match="CPU without native bf16"):
+        trainer.train()

@@ -111,11 +111,15 @@ def test_pre_encoded_batches_equal_collated_batches(processor, corpus) -> None:
 
 def test_time_budget_stops_training_and_decays_the_learning_rate(tmp_path, processor, corpus) -> None:
     trainer = DialogueRetrievalTrainer(
-        model=tiny_model("mdr", processor), args=_args(tmp_path, max_steps=10_000, max_train_seconds=1.5),
+        model=tiny_model("mdr", processor),
+        args=_args(tmp_path, max_steps=10_000, max_train_seconds=1.5, save_strategy="steps", save_steps=5_000),
         train_dataset=corpus["train"], data_collator=collator(processor), processing_class=processor,
     )
     trainer.train()
-    assert trainer.time_budget.stopped_early and 0 < trainer.state.global_step < 10_000
+    steps = trainer.state.global_step
+    assert trainer.time_budget.stopped_early and 0 < steps < 5_000
+    # stopping on the clock saves a checkpoint to resume from, as reaching max_steps would
+    assert (tmp_path / f"checkpoint-{steps}" / "trainer_state.json").is_file()
 
 
 def test_time_aware_schedule_follows_the_clock(monkeypatch) -> None:

@@ -19,7 +19,7 @@ from transformers import HfArgumentParser
 
 from ..data.synthetic import DEFAULT_IMAGE_FRACTION
 from ..modeling.configuration_dialogue_retrieval import POOLING_MODES
-from ..training.recipes import ARCHITECTURE_CLASSES, DATASETS, TINY
+from ..training.recipes import ARCHITECTURE_CLASSES, DATASETS, TINY, check_clip_backbone
 from ..training.training_args import DialogueRetrievalTrainingArguments
 
 logger = logging.getLogger("hf_dialret.train")
@@ -32,7 +32,8 @@ defaults of the tiny preset, applied to the training options you do not pass whe
   --lr_scheduler_type cosine --max_steps 3000 --max_train_seconds 300 --logging_steps 20 --save_strategy no.
 The tiny preset also turns on --symmetric_loss (DR/SDR/MDR) and feeds the pictures to the ResNet at 128 px.
 The time budget covers pre-encoding and the training loop; the learning rate decays over whichever of
-max_steps / max_train_seconds ends first (--max_train_seconds 0 lifts the budget).
+max_steps / max_train_seconds ends first (--max_train_seconds 0 lifts the budget). --num_train_epochs drops the
+preset's --max_steps, --save_steps its --save_strategy no.
 With a pretrained backbone (Hub id or local dir, e.g. bert-base-uncased, microsoft/resnet-50) the training
 options keep the defaults shown above (fine-tuning: lr 5e-5, batch 64, 3 epochs).
 
@@ -55,6 +56,11 @@ TINY_PRESET: dict[str, Any] = {
     "logging_steps": 20,
     "save_strategy": "no",
 }
+
+#: Model options of the dual retrievers (DR/SDR/MDR) that DialCLIP has no use for, and DialCLIP's own.
+NOT_FOR_DIALCLIP = frozenset({"text_backbone", "vision_backbone", "projection_dim", "pooling", "logit_scale_init_value",
+                              "symmetric_loss"})
+ONLY_FOR_DIALCLIP = frozenset({"clip_backbone", "tiny_clip_pretrain_steps"})
 
 #: DialCLIP trains only its small adapter on frozen towers: a larger learning rate (measured on the pretrained tiny
 #: CLIP, 200 steps: 3e-3, 1e-2 and 2e-2 give multimodal R@10 0.40, 0.45, 0.45 on a 300-dialogue pool).
@@ -125,6 +131,13 @@ class DataArguments:
     data_dir: str | None = field(default=None, metadata={"help": "Folder of the PhotoChat / MMDialog files."})
     image_dir: str | None = field(default=None, metadata={"help": "Folder of the photos (PhotoChat; MMDialog: "
                                   "default beside conversations.json)."})
+    on_error: str = field(
+        default="raise",
+        metadata={"help": "PhotoChat / MMDialog: a malformed record stops the run with an error naming its file, "
+                  "record and field (raise), or is skipped and counted in the log (skip). A JSON *array* that is "
+                  "not valid JSON stops either way (nothing after the break can be located).",
+                  "choices": ["raise", "skip"]},
+    )
     num_train_dialogues: int = field(default=20000, metadata={"help": "Synthetic corpus: training dialogues."})
     num_test_dialogues: int = field(default=2000, metadata={"help": "Synthetic corpus: test dialogues (the test "
                                     "pool is their deduplicated responses: about 1,100 texts and images)."})
@@ -167,9 +180,18 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
     check_synthetic_image_fraction(parser, data_args.synthetic_image_fraction)
     dialclip = model_args.architecture == "dialclip"
+    given = {arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}
+    ignored = sorted(given & (NOT_FOR_DIALCLIP if dialclip else ONLY_FOR_DIALCLIP))
+    if ignored:  # an option the run would silently ignore is a mistake worth stopping for
+        parser.error(f"{', '.join('--' + name for name in ignored)} do(es) not apply to --architecture "
+                     f"{model_args.architecture}" + (" (DialCLIP trains a prompt adapter on a frozen CLIP: "
+                                                     "see --clip-backbone)" if dialclip else " (DialCLIP only)"))
     if uses_tiny_preset(model_args):
-        given = {arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}
         defaults = {**TINY_PRESET, **(TINY_DIALCLIP_PRESET if dialclip else {})}
+        if "num_train_epochs" in given:  # the user's epochs decide the length, not the preset's max_steps
+            defaults.pop("max_steps")
+        if given & {"save_steps", "save_total_limit"}:  # asking for checkpoints turns the preset's "no saving" off
+            defaults.pop("save_strategy")
         preset = [item for key, value in defaults.items() if key not in given for item in (f"--{key}", str(value))]
         if preset:  # re-parse with the preset in front, so the user's own values still win
             model_args, data_args, training_args = parser.parse_args_into_dataclasses(preset + argv)
@@ -185,6 +207,38 @@ def uses_tiny_preset(model_args: ModelArguments) -> bool:
     if model_args.architecture == "dialclip":
         return model_args.clip_backbone == TINY
     return model_args.text_backbone == TINY and model_args.vision_backbone == TINY
+
+
+def _resume_target(value: str | None) -> str | bool | None:
+    """``--resume_from_checkpoint true`` (or ``last``): the newest ``checkpoint-*`` in ``--output-dir``, as
+    ``Trainer.train(resume_from_checkpoint=True)`` reads it; anything else is a checkpoint directory."""
+    if value is not None and value.lower() in ("true", "last"):
+        return True
+    return value
+
+
+def _checkpoint_step(value: str | bool | None, output_dir: str) -> int:
+    """The optimizer step a run resumes from (0 for a fresh run)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint = get_last_checkpoint(output_dir) if value is True else value
+    state = os.path.join(checkpoint, "trainer_state.json") if checkpoint else None
+    if not state or not os.path.isfile(state):
+        return 0
+    with open(state, encoding="utf-8") as handle:
+        return int(json.load(handle).get("global_step", 0))
+
+
+def _check_resume_target(value: str | bool | None, output_dir: str) -> None:
+    """A clear error before any data is built, instead of the Trainer's traceback after it."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value is True and (not os.path.isdir(output_dir) or get_last_checkpoint(output_dir) is None):
+        raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* directory in {output_dir!r} to "
+                                "resume from (save some with --save_strategy steps --save_steps N)")
+    if isinstance(value, str) and not os.path.isdir(value):
+        raise FileNotFoundError(f"--resume_from_checkpoint {value!r}: no such checkpoint directory (pass one of the "
+                                "checkpoint-* folders of a run, or true for the newest in --output-dir)")
 
 
 def check_synthetic_image_fraction(parser, fraction: float) -> None:
@@ -271,7 +325,7 @@ def _build(
     data = load_retrieval_dataset(
         data_args.dataset, data_args.data_dir, data_args.image_dir, splits=("train", data_args.eval_split),
         num_train_dialogues=data_args.num_train_dialogues, num_test_dialogues=data_args.num_test_dialogues,
-        seed=training_args.seed, image_fraction=data_args.synthetic_image_fraction,
+        seed=training_args.seed, image_fraction=data_args.synthetic_image_fraction, on_error=data_args.on_error,
     )
     train_set, eval_set = data["train"], data[data_args.eval_split]
     if data_args.max_eval_examples:
@@ -309,14 +363,19 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
     from ..training.preencoded import PreEncodedCollator, PreEncodedDataset
     from ..training.trainer import DialogueRetrievalTrainer
 
+    _check_resume_target(_resume_target(training_args.resume_from_checkpoint), training_args.output_dir)
+    if model_args.architecture == "dialclip":  # before the corpus is built, which takes a while
+        check_clip_backbone(model_args.clip_backbone)
     os.makedirs(training_args.output_dir, exist_ok=True)
     # Under torchrun / accelerate launch the first process writes the shared files (tiny backbones, the tiny CLIP's
     # pretraining cache) before the others read them.
     with training_args.main_process_first(desc="loading the data and building the model"):
         train_set, eval_set, model, processor, clip_seconds = _build(model_args, data_args, training_args)
     collator = DialogueRetrievalCollator(processor)
+    # eval_set doubles as the Trainer's eval_dataset, so --eval_strategy steps|epoch evaluates (and logs recall) during
+    # training; the final report below is logged too (report_to, trainer_state.json)
     trainer = DialogueRetrievalTrainer(model=model, args=training_args, data_collator=collator,
-                                       processing_class=processor)
+                                       eval_dataset=eval_set, processing_class=processor)
     untrained = trainer.retrieval_report(eval_set) if data_args.evaluate_untrained else None
 
     start = time.perf_counter()
@@ -329,15 +388,20 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
     if training_args.max_train_seconds:  # the budget covers pre-encoding too
         trainer.time_budget.max_seconds = max(1.0, training_args.max_train_seconds - pre_encoding)
         training_args.max_train_seconds = trainer.time_budget.max_seconds
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    resume = _resume_target(training_args.resume_from_checkpoint)
+    first_step = _checkpoint_step(resume, training_args.output_dir)
+    result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    trained = trainer.retrieval_report(eval_set)
+    trainer.evaluate(eval_set)
+    trained = trainer.last_eval_report
     trainer.save_model(training_args.output_dir)  # the Trainer writes from the main process only
     if trainer.is_world_process_zero():
         processor.save_pretrained(training_args.output_dir)
 
     steps = trainer.state.global_step
-    examples = steps * training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    # this run's own steps: a resumed run counts from its checkpoint (its time is this run's too)
+    examples = (steps - first_step) * training_args.per_device_train_batch_size
+    examples *= training_args.gradient_accumulation_steps
     examples *= training_args.world_size
     results = {
         "architecture": model_args.architecture, "dataset": data_args.dataset, "eval_split": data_args.eval_split,
@@ -347,9 +411,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
         "training": {
             "seconds": round(seconds, 1), "pre_encoding_seconds": round(pre_encoding, 1),
             "loop_seconds": round(result.metrics.get("train_runtime", seconds - pre_encoding), 1), "steps": steps,
+            "resumed_from_step": first_step,
             "examples_seen": examples, "examples_per_second": round(examples / max(seconds - pre_encoding, 1e-9), 1),
             "stopped_by_time_budget": bool(trainer.time_budget and trainer.time_budget.stopped_early),
-            "final_loss": result.training_loss, "learning_rate": training_args.learning_rate,
+            "final_loss": result.training_loss,  # mean training loss over this run's steps
+            "learning_rate": training_args.learning_rate,
             "batch_size": training_args.per_device_train_batch_size,
         },
         "trained": trained, "untrained": untrained,

@@ -65,6 +65,12 @@ class ErrorReport:
         if len(self.errors) < self.max_kept:
             self.errors.append(error)
 
+    def reset(self) -> None:
+        """Forget what was recorded (e.g. between two passes over a streamed dataset, which both add to it)."""
+        self.count = 0
+        self.errors.clear()
+        self.by_field.clear()
+
     def summary(self) -> str:
         fields = ", ".join(f"{name}: {n}" for name, n in self.by_field.most_common(5))
         return f"skipped {self.count} malformed record(s) ({fields})" if self.count else "skipped 0 records"

@@ -183,7 +183,9 @@ def load_mmdialog(
         image_dir: Where ``<media_key>.jpg`` live (default: beside ``conversations.json``).
         candidates: Attach the 999 + 999 negatives as ``candidates`` (default: for valid/test, not for train).
         on_error: ``"raise"`` a :class:`DataFormatError`, or ``"skip"`` the conversation and count it.
-        error_report: Collects skipped records (a summary is logged either way).
+        error_report: Collects skipped records (a summary is logged either way). A streamed dataset adds to it on
+            every pass over the data (each epoch, each re-iteration): call ``error_report.reset()`` between passes
+            to count one.
         max_pixels: Images larger than this are rejected as decompression bombs.
         verify_images: Check context/response images (header + draft decode) and the existence of candidate
             images at load time; ``False`` only checks that references stay inside the image folder.

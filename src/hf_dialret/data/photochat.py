@@ -174,7 +174,9 @@ def load_photochat(
         image_dir: Folder with the Open Images photos; ``None`` keeps only the photo references.
         tasks: Which examples to make: ``"image"`` (photo responses) and/or ``"text"`` (text responses).
         merge_consecutive: Merge consecutive text messages of one speaker into one turn.
-        on_error: ``"raise"`` a :class:`DataFormatError`, or ``"skip"`` the dialogue and count it.
+        on_error: ``"raise"`` a :class:`DataFormatError`, or ``"skip"`` the dialogue and count it. A file that is
+            not valid JSON raises either way: PhotoChat files are JSON arrays, in which nothing after a syntax error
+            can be located.
         error_report: Collects skipped records (a summary is logged either way).
         max_pixels: Photos larger than this are rejected as decompression bombs.
         verify_images: Also decode a reduced draft of each photo at load time to catch corrupt files early.

@@ -69,7 +69,7 @@ class DialCLIPPromptConfig(PeftConfig):
         default=32,
         metadata={"help": "Width of the Context Prompt Generator: CLIP context features are linearly mapped to this "
                           "size, pooled over turns, and an FFN expands them to M codes of this size before one shared "
-                          "up-projection to the text width. Keeps the generator slim (about 42k parameters at "
+                          "up-projection to the text width. Keeps the generator slim (about 50k parameters at "
                           "ViT-B/32 with M=16)."},
     )
     expert_rank: int = field(

@@ -43,3 +43,6 @@ class TimeBudgetCallback(TrainerCallback):
         if over and state.global_step < state.max_steps:
             self.stopped_early = True
             control.should_training_stop = True
+            # as at the end of max_steps: a checkpoint to resume from and a final evaluation, where asked for
+            control.should_save = args.save_strategy != "no"
+            control.should_evaluate = args.eval_strategy != "no"

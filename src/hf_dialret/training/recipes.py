@@ -47,12 +47,13 @@ def load_retrieval_dataset(
     seed: int = 0,
     cache_dir: str | None = None,
     image_fraction: float = DEFAULT_IMAGE_FRACTION,
+    on_error: str = "raise",
 ) -> datasets.DatasetDict:
     """Load ``splits`` of a dataset in the unified schema.
 
     ``synthetic`` is generated (``num_*_dialogues``, ``seed``; ``image_fraction``: the share of picture requests);
     ``photochat`` / ``mmdialog`` read ``data_dir`` (and photos from ``image_dir``). MMDialog's validation/test splits
-    carry the 999 + 999 per-example candidates.
+    carry the 999 + 999 per-example candidates. ``on_error`` (``"raise"`` / ``"skip"``) goes to their readers.
     """
     from ..data import load_mmdialog, load_photochat, make_synthetic_corpus
 
@@ -70,10 +71,12 @@ def load_retrieval_dataset(
         raise FileNotFoundError(f"{name} data dir {data_dir!r} does not exist")
     if name == "photochat":
         return datasets.DatasetDict(
-            {split: load_photochat(data_dir, split, image_dir=image_dir, cache_dir=cache_dir) for split in splits}
+            {split: load_photochat(data_dir, split, image_dir=image_dir, cache_dir=cache_dir, on_error=on_error)
+             for split in splits}
         )
     return datasets.DatasetDict(
-        {split: load_mmdialog(data_dir, split, image_dir=image_dir, cache_dir=cache_dir) for split in splits}
+        {split: load_mmdialog(data_dir, split, image_dir=image_dir, cache_dir=cache_dir, on_error=on_error)
+         for split in splits}
     )
 
 
@@ -137,6 +140,16 @@ def resolve_backbones(
     return text, vision
 
 
+def check_clip_backbone(clip_backbone: str) -> None:
+    """Fail early for a CLIP backbone DialCLIP cannot train from: an open_clip name (no processor) or one that is
+    neither a local directory nor cached. Call it before loading data, so the error comes first."""
+    if clip_backbone.startswith("open_clip:"):
+        raise RecipeError("training DialCLIP from an open_clip name needs a processor: convert it once with "
+                          "DialCLIPModel.from_open_clip(...).save_pretrained(dir) and pass --clip-backbone <dir>")
+    if clip_backbone != TINY:
+        _check_backbone(clip_backbone, "CLIP", "--clip-backbone")
+
+
 def build_dialclip(
     clip_backbone: str, work_dir: str | os.PathLike, vocabulary: Iterable[str] | None = None, seed: int = 0,
     tiny_clip_pretrain_steps: int | None = None,
@@ -160,12 +173,9 @@ def build_dialclip(
         steps = {} if tiny_clip_pretrain_steps is None else {"steps": tiny_clip_pretrain_steps}
         clip_backbone = str(pretrain_tiny_clip(Path(work_dir) / "tiny-clip", words, seed=seed, **steps))
         prompt_config = tiny_clip_prompt_config()
-    elif not clip_backbone.startswith("open_clip:"):
-        _check_backbone(clip_backbone, "CLIP", "--clip-backbone")
+    else:
+        check_clip_backbone(clip_backbone)
     model = build_dialclip_for_training(clip_backbone, prompt_config)
-    if clip_backbone.startswith("open_clip:"):
-        raise RecipeError("training DialCLIP from an open_clip name needs a processor: convert it once with "
-                          "DialCLIPModel.from_open_clip(...).save_pretrained(dir) and pass --clip-backbone <dir>")
     return model, DialCLIPProcessor.from_pretrained(clip_backbone)
 
 
