@@ -81,7 +81,7 @@ def test_options_of_another_architecture_are_refused(architecture, option, value
     with pytest.raises(SystemExit) as exit_info:
         parse(["--output-dir", "x", "--architecture", architecture, option, value])
     assert exit_info.value.code == 2
-    assert f"{option.replace('-', '_').replace('__', '--')} do(es) not apply to --architecture {architecture}" in (
+    assert f"{option.replace('-', '_').replace('__', '--')} does not apply to --architecture {architecture}" in (
         capsys.readouterr().err)
 
 

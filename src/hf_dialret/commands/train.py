@@ -183,9 +183,10 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
     given = {arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}
     ignored = sorted(given & (NOT_FOR_DIALCLIP if dialclip else ONLY_FOR_DIALCLIP))
     if ignored:  # an option the run would silently ignore is a mistake worth stopping for
-        parser.error(f"{', '.join('--' + name for name in ignored)} do(es) not apply to --architecture "
-                     f"{model_args.architecture}" + (" (DialCLIP trains a prompt adapter on a frozen CLIP: "
-                                                     "see --clip-backbone)" if dialclip else " (DialCLIP only)"))
+        names = ", ".join("--" + name for name in ignored)
+        why = "DialCLIP trains a prompt adapter on a frozen CLIP: see --clip-backbone" if dialclip else "DialCLIP only"
+        verb = "does" if len(ignored) == 1 else "do"
+        parser.error(f"{names} {verb} not apply to --architecture {model_args.architecture} ({why})")
     if uses_tiny_preset(model_args):
         defaults = {**TINY_PRESET, **(TINY_DIALCLIP_PRESET if dialclip else {})}
         if "num_train_epochs" in given:  # the user's epochs decide the length, not the preset's max_steps
