@@ -103,6 +103,17 @@ def test_on_error_reaches_the_dataset_readers(tmp_path) -> None:
     assert 0 < len(skipped) < len(whole)  # the one broken dialogue's examples are gone, the rest are kept
 
 
+@pytest.mark.parametrize("value, message", [
+    ('{"expert_rnk": 2}', "unknown field(s) expert_rnk; choose from domain_prompt_length"),
+    ("{expert_rank: 2}", "is not valid JSON"),
+    ("[2]", "must be a JSON object of fields"),
+])
+def test_bad_dialclip_prompt_config_is_a_usage_error(value, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--output-dir", "x", "--architecture", "dialclip", "--dialclip-prompt-config", value])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_unknown_architecture_is_rejected(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli(["train", "--architecture", "xyz", "--output-dir", "x"])
@@ -203,7 +214,8 @@ def test_train_dialclip_saves_a_peft_adapter_naming_its_clip(tmp_path, capsys, m
 
     monkeypatch.setenv("HF_DIALRET_CACHE", str(tmp_path / "cache"))  # the pretrained tiny CLIP's cache
     output = tmp_path / "dialclip"
-    argv = ["train", "--architecture", "dialclip", "--output-dir", str(output), "--tiny-clip-pretrain-steps", "2"]
+    argv = ["train", "--architecture", "dialclip", "--output-dir", str(output), "--tiny-clip-pretrain-steps", "2",
+            "--dialclip-prompt-config", '{"expert_rank": 2, "domain_prompt_length": 3}']
     assert cli([*argv, *TINY_RUN]) == 0
     printed = capsys.readouterr().out
     assert "multimodal, image responses" in printed and "tiny CLIP pretraining (not in the training time" in printed
@@ -214,6 +226,7 @@ def test_train_dialclip_saves_a_peft_adapter_naming_its_clip(tmp_path, capsys, m
     # Only the adapter is trainable and saved; it names the tiny CLIP written under the output dir.
     assert 0 < results["parameters"]["trainable"] < results["parameters"]["total"]
     config = PeftConfig.from_pretrained(output)
+    assert (config.expert_rank, config.domain_prompt_length, config.context_prompt_layer) == (2, 3, 1)  # + tiny's
     assert config.peft_type == "DIALCLIP" and (tmp_path / "dialclip" / "tiny-clip").samefile(config.base_model_name_or_path)
     model = load_dialclip(str(output))
     assert type(model.get_base_model()).__name__ == "DialCLIPModel"

@@ -60,7 +60,10 @@ TINY_PRESET: dict[str, Any] = {
 #: Model options of the dual retrievers (DR/SDR/MDR) that DialCLIP has no use for, and DialCLIP's own.
 NOT_FOR_DIALCLIP = frozenset({"text_backbone", "vision_backbone", "projection_dim", "pooling", "logit_scale_init_value",
                               "symmetric_loss"})
-ONLY_FOR_DIALCLIP = frozenset({"clip_backbone", "tiny_clip_pretrain_steps"})
+ONLY_FOR_DIALCLIP = frozenset({"clip_backbone", "tiny_clip_pretrain_steps", "dialclip_prompt_config"})
+#: The DialCLIPPromptConfig fields --dialclip-prompt-config may set (the adapter's shape, not PEFT's bookkeeping).
+PROMPT_FIELDS = ("domain_prompt_length", "context_prompt_length", "context_prompt_layer", "context_bottleneck",
+                 "expert_rank", "prompt_init_std")
 
 #: DialCLIP trains only its small adapter on frozen towers: a larger learning rate (measured on the pretrained tiny
 #: CLIP, 200 steps: 3e-3, 1e-2 and 2e-2 give multimodal R@10 0.40, 0.45, 0.45 on a 300-dialogue pool).
@@ -101,6 +104,13 @@ class ModelArguments:
         default=None,
         metadata={"help": "DialCLIP with --clip-backbone tiny: contrastive pretraining steps of the tiny CLIP "
                   "(default: pretrain_tiny_clip's, 600)."},
+    )
+    dialclip_prompt_config: str | None = field(
+        default=None,
+        metadata={"help": "DialCLIP only: JSON overrides of the adapter's DialCLIPPromptConfig, e.g. "
+                  "'{\"domain_prompt_length\": 2, \"context_prompt_length\": 8, \"expert_rank\": 2}' (fields: "
+                  f"{', '.join(PROMPT_FIELDS)}). Default: the paper's settings (--clip-backbone tiny: context prompts "
+                  "from layer 1 of its 2)."},
     )
     projection_dim: int = field(default=128, metadata={"help": "Width of the shared retrieval space."})
     pooling: str | None = field(
@@ -187,6 +197,8 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
         why = "DialCLIP trains a prompt adapter on a frozen CLIP: see --clip-backbone" if dialclip else "DialCLIP only"
         verb = "does" if len(ignored) == 1 else "do"
         parser.error(f"{names} {verb} not apply to --architecture {model_args.architecture} ({why})")
+    if model_args.dialclip_prompt_config is not None:
+        dialclip_prompt_overrides(parser, model_args.dialclip_prompt_config)  # a usage error now, not after the data
     if uses_tiny_preset(model_args):
         defaults = {**TINY_PRESET, **(TINY_DIALCLIP_PRESET if dialclip else {})}
         if "num_train_epochs" in given:  # the user's epochs decide the length, not the preset's max_steps
@@ -208,6 +220,23 @@ def uses_tiny_preset(model_args: ModelArguments) -> bool:
     if model_args.architecture == "dialclip":
         return model_args.clip_backbone == TINY
     return model_args.text_backbone == TINY and model_args.vision_backbone == TINY
+
+
+def dialclip_prompt_overrides(parser, text: str | None) -> dict[str, Any]:
+    """``--dialclip-prompt-config`` as a dict of DialCLIPPromptConfig fields (a usage error names what is wrong)."""
+    if not text:
+        return {}
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as error:
+        parser.error(f"--dialclip-prompt-config is not valid JSON ({error}): {text!r}")
+    if not isinstance(overrides, dict):
+        parser.error(f"--dialclip-prompt-config must be a JSON object of fields, got {text!r}")
+    unknown = sorted(set(overrides) - set(PROMPT_FIELDS))
+    if unknown:
+        parser.error(f"--dialclip-prompt-config: unknown field(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(PROMPT_FIELDS)}")
+    return overrides
 
 
 def _resume_target(value: str | None) -> str | bool | None:
@@ -338,7 +367,8 @@ def _build(
         clip_start = time.perf_counter()  # includes the tiny CLIP's pretraining (0 when cached), outside the budget
         model, processor = build_dialclip(model_args.clip_backbone, training_args.output_dir, vocabulary,
                                           seed=training_args.seed,
-                                          tiny_clip_pretrain_steps=model_args.tiny_clip_pretrain_steps)
+                                          tiny_clip_pretrain_steps=model_args.tiny_clip_pretrain_steps,
+                                          prompt_overrides=json.loads(model_args.dialclip_prompt_config or "{}"))
         clip_seconds = time.perf_counter() - clip_start
         data_args.pre_encode = False  # pre-encoding packs the flattened-dialogue layout of DR/SDR/MDR batches
     else:

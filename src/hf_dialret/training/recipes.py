@@ -153,6 +153,7 @@ def check_clip_backbone(clip_backbone: str) -> None:
 def build_dialclip(
     clip_backbone: str, work_dir: str | os.PathLike, vocabulary: Iterable[str] | None = None, seed: int = 0,
     tiny_clip_pretrain_steps: int | None = None,
+    prompt_overrides: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """``(peft_model, processor)``: a frozen CLIP with a fresh DialCLIP prompt adapter (the only trainable part).
 
@@ -161,9 +162,11 @@ def build_dialclip(
     ``tiny_clip_pretrain_steps`` steps, default its own; cached), written under ``work_dir``, whose tokenizer
     covers ``vocabulary`` (default the synthetic corpus's), with the adapter of
     :func:`hf_dialret.prompts.tiny_clip_prompt_config` (context prompts from layer 1 of its 2).
+    ``prompt_overrides``: :class:`~hf_dialret.DialCLIPPromptConfig` fields set over those defaults (the paper's for
+    a real CLIP, the tiny CLIP's above).
     """
     from ..modeling.processing_dialclip import DialCLIPProcessor
-    from ..prompts import build_dialclip_for_training, pretrain_tiny_clip, tiny_clip_prompt_config
+    from ..prompts import DialCLIPPromptConfig, build_dialclip_for_training, pretrain_tiny_clip, tiny_clip_prompt_config
 
     prompt_config = None
     if clip_backbone == TINY:
@@ -172,9 +175,10 @@ def build_dialclip(
         words = list(vocabulary) if vocabulary is not None else list(synthetic_vocabulary())
         steps = {} if tiny_clip_pretrain_steps is None else {"steps": tiny_clip_pretrain_steps}
         clip_backbone = str(pretrain_tiny_clip(Path(work_dir) / "tiny-clip", words, seed=seed, **steps))
-        prompt_config = tiny_clip_prompt_config()
+        prompt_config = tiny_clip_prompt_config(**(prompt_overrides or {}))
     else:
         check_clip_backbone(clip_backbone)
+        prompt_config = DialCLIPPromptConfig(**prompt_overrides) if prompt_overrides else None
     model = build_dialclip_for_training(clip_backbone, prompt_config)
     return model, DialCLIPProcessor.from_pretrained(clip_backbone)
 
