@@ -99,3 +99,16 @@ def test_bad_inputs_raise(predictions: list, references: list, message: str) -> 
 def test_unknown_metric_name() -> None:
     with pytest.raises(ValueError, match="no metric"):
         metric_path("bleu")
+
+
+def test_empty_input_is_a_clear_error(metric: evaluate.EvaluationModule) -> None:
+    with pytest.raises(ValueError, match="no queries to evaluate"):
+        metric.compute(predictions=[], references=[])
+
+
+def test_k_values_whole_numbers_or_a_single_int(metric: evaluate.EvaluationModule) -> None:
+    single = metric.compute(predictions=[[0.9, 0.1], [0.1, 0.9]], references=[0, 0], k_values=1)
+    assert single["recall@1"] == 0.5 and not any(key.startswith("recall@") and key != "recall@1" for key in single)
+    for bad in ([1.7], [0], [True]):
+        with pytest.raises(ValueError, match="whole numbers >= 1"):
+            recall_at_k([[0.9, 0.1]], [0], k_values=bad)

@@ -115,6 +115,13 @@ def test_save_load_roundtrip_and_auto_classes(clip_dir, batch, tmp_path):
     # from_pretrained also wraps a plain CLIP checkpoint (what a DialCLIP adapter names as its base)
     wrapped = DialCLIPModel.from_pretrained(str(clip_dir))
     assert isinstance(wrapped, DialCLIPModel) and wrapped.config.clip_backbone == str(clip_dir)
+    # dtype= reaches both towers, not only CLIP's projections (transformers passes it one config level down)
+    half = AutoModel.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        embeds = half(**batch).context_embeds
+    assert embeds.dtype == torch.bfloat16
+    torch.testing.assert_close(embeds.float(), model(**batch).context_embeds, atol=0.05, rtol=0.05)
 
 
 def test_tiny_tokenizer_has_whole_words_and_no_unknowns():

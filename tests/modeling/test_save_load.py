@@ -87,6 +87,12 @@ def test_every_architecture_round_trips(model_class, tiny_config, tiny_batch, tm
     assert type(loaded) is model_class
     with torch.no_grad():
         _same(loaded(**tiny_batch), model(**tiny_batch))
+    # loaded in bf16, the model takes the processor's float32 pixels (texts and pictures in one batch)
+    half = AutoModel.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    with torch.no_grad():
+        out = half(**tiny_batch)
+    assert out.response_embeds.dtype == torch.bfloat16
+    torch.testing.assert_close(out.response_embeds.float(), model(**tiny_batch).response_embeds, atol=0.05, rtol=0.05)
 
 
 def test_remote_code_loads_without_hf_dialret(saved_sdr, tiny_batch, tmp_path):

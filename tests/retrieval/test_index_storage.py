@@ -97,6 +97,26 @@ def test_load_errors_are_clear(built, tmp_path):
         ResponseIndex.load(tmp_path / "index")
 
 
+@pytest.mark.parametrize("damage, name", [
+    (lambda d: (d / "candidates.parquet").unlink(), "candidates.parquet"),
+    (lambda d: (d / "text.faiss").write_bytes(b"hello, not an index"), "text.faiss"),
+    (lambda d: (d / "index_config.json").write_text("{not json"), "index_config.json"),
+    (lambda d: _edit_config(d, lambda c: c.pop("dim")), "index_config.json"),
+    (lambda d: _edit_config(d, lambda c: c["model"].update(extra=1)), "index_config.json"),
+])
+def test_a_damaged_index_is_one_clear_error(built, tmp_path, damage, name):
+    built.save(tmp_path / "index")
+    damage(tmp_path / "index")
+    with pytest.raises(ValueError, match=rf"corrupted or incomplete ResponseIndex \({name}: .*rebuild it"):
+        ResponseIndex.load(tmp_path / "index")
+
+
+def _edit_config(directory, edit):
+    config = json.loads((directory / "index_config.json").read_text())
+    edit(config)
+    (directory / "index_config.json").write_text(json.dumps(config))
+
+
 def test_model_index_mismatch_is_refused(built, make_model, tiny_processor, dr_model, tmp_path):
     built.save(tmp_path / "index")
     with pytest.raises(ValueError, match="built with a MultimodalDualRetrieverModel .* model is a DualRetrieverModel"):

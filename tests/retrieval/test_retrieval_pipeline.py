@@ -48,6 +48,21 @@ def test_pipeline_batches_and_accepts_chat_messages(retriever):
     turns = [{"speaker": "user", "text": "look at my new dog"}, {"speaker": "assistant", "text": "cute"}]
     assert retriever(chat, top_k=3) == retriever(turns, top_k=3)  # role -> speaker, content -> text
     assert {h["modality"] for h in retriever(DIALOGUES[0], modality="image")} == {"image"}
+    # batch_size sizes the batched search, for a list and for a stream (a generator goes one dialogue at a time)
+    assert _without_scores(retriever(DIALOGUES, top_k=2, batch_size=1)[1]) == _without_scores(many[1])
+    streamed = list(retriever((d for d in DIALOGUES), top_k=2, batch_size=2))
+    assert [_without_scores(hits) for hits in streamed] == [_without_scores(hits) for hits in many]
+
+
+@pytest.mark.parametrize("dialogue, error, message", [
+    (["hi", 3], TypeError, "turn 1: expected a str or a dict"),
+    ([{"speaker": "A", "text": 5}], TypeError, "turn 0: text must be a str or None"),
+    ("", ValueError, "at least one turn with text or an image"),
+    ([{"speaker": "A"}, "  "], ValueError, "at least one turn with text or an image"),
+])
+def test_bad_dialogues_are_named_clearly(retriever, dialogue, error, message):
+    with pytest.raises(error, match=message):
+        retriever(dialogue)
 
 
 def test_pipeline_errors(mdr_dir, dr_dir, mdr_index_dir, mdr_model, tiny_processor):

@@ -76,3 +76,17 @@ def test_clear_errors(mdr_dir, dr_dir, sources, mdr_index_dir, tmp_path, capsys)
 
     assert cli(["search", "--index", mdr_index_dir, "--device", "cpu"]) == 1
     assert "either as --turn arguments or as --dialogue" in capsys.readouterr().err
+
+
+def test_index_command_refuses_what_it_would_ignore(mdr_dir, sources, mdr_index_dir, tmp_path, capsys):
+    out = str(tmp_path / "x")
+    assert cli(["index", "--model", mdr_dir, "--candidates", sources["txt"], "--output", mdr_index_dir, "--append",
+                "--factory", "HNSW32", "--device", "cpu"]) == 1
+    assert "--factory applies to a new index" in capsys.readouterr().err
+    empty = tmp_path / "EMPTY.TXT"  # upper-case suffixes are accepted, as for pictures
+    empty.write_text("")
+    assert cli(["index", "--model", mdr_dir, "--candidates", str(empty), "--output", out, "--device", "cpu"]) == 1
+    assert "nothing to index" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli(["index", "--model", mdr_dir, "--candidates", sources["txt"], "--output", out, "--device", "cpu",
+                "--search_parameters", "nprobe=3"]) == 1
+    assert "search parameters 'nprobe=3' do not apply to this 'Flat' index" in capsys.readouterr().err

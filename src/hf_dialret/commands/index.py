@@ -82,9 +82,9 @@ def iter_sources(sources: list[str]) -> Iterator[Any]:
             yield from images
         elif not path.is_file():
             raise FileNotFoundError(f"candidate source {source} does not exist")
-        elif path.suffix == ".jsonl":
+        elif path.suffix.lower() == ".jsonl":
             yield from _jsonl_file(path)
-        elif path.suffix == ".txt":
+        elif path.suffix.lower() == ".txt":
             yield from _texts_file(path)
         else:
             raise ValueError(f"{path}: unknown candidate file type; use .txt, .jsonl or an image folder")
@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     from ..retrieval import ResponseIndex
     from ..retrieval.loading import load_retriever
 
+    if args.append and args.factory != "Flat":  # an existing index keeps the factory it was built with
+        print("hf-dialret index: error: --factory applies to a new index; --append adds to the one at --output with "
+              "its own factory", file=sys.stderr)
+        return 1
     try:
         model, processor = load_retriever(args.model, args.device, args.processor)
         if args.append:
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                 model, processor, iter_sources(args.candidates), factory=args.factory, batch_size=args.batch_size
             )
             ids = list(range(len(index)))
+        if not ids:
+            raise ValueError(f"no candidates in {', '.join(args.candidates)}: nothing to index")
         if args.search_parameters:
             index.set_search_parameters(args.search_parameters)
         index.save(args.output)

@@ -81,6 +81,10 @@ class DialCLIPModel(DialCLIPPreTrainedModel):
 
     def __init__(self, config: DialCLIPConfig):
         super().__init__(config)
+        # from_pretrained(dtype=...) sets the dtype one config level down (clip_config) only; CLIP builds its towers
+        # from text_config / vision_config, which would otherwise stay float32 beside bf16 projections.
+        for tower_config in (config.clip_config.text_config, config.clip_config.vision_config):
+            tower_config.dtype = config.clip_config.dtype
         self.clip = CLIPModel(config.clip_config)
         self.post_init()
 

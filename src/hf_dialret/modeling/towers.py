@@ -131,7 +131,9 @@ class ImageTower(nn.Module):
         # Channels-last input puts oneDNN/cuDNN convolutions (and the activations after them) on their NHWC kernels:
         # measured 1.35x on the tiny ResNet's forward + backward on CPU, and the bench's what-if for ResNet-50 in
         # bf16. Same values, another memory layout.
-        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+        # The processor gives float32 pixels; a backbone loaded in another dtype (dtype=torch.bfloat16) needs its own.
+        dtype = next(self.backbone.parameters()).dtype
+        pixel_values = pixel_values.to(dtype=dtype, memory_format=torch.channels_last)
         pooled = self.backbone(pixel_values=pixel_values).pooler_output
         if pooled is None:
             raise ValueError(

@@ -128,6 +128,8 @@ def normalize_dialogue(dialogue: Any) -> list[Any]:
             raise TypeError(f"turn {i}: expected a str or a dict, got {type(turn).__name__}")
         if "role" in turn and "content" in turn and "text" not in turn:
             turn = {"speaker": turn["role"], "text": turn["content"], "image": None}
+        if not isinstance(turn.get("text"), (str, type(None))):
+            raise TypeError(f"turn {i}: text must be a str or None, got {type(turn['text']).__name__}")
         image = turn.get("image")
         if isinstance(image, (str, os.PathLike)):
             path = os.fspath(image)
@@ -136,7 +138,15 @@ def normalize_dialogue(dialogue: Any) -> list[Any]:
             with Image.open(path) as opened:
                 turn = {**turn, "image": opened.convert("RGB")}
         turns.append(turn)
+    if not any(_has_content(turn) for turn in turns):
+        raise ValueError("a dialogue needs at least one turn with text or an image; every turn here is empty")
     return turns
+
+
+def _has_content(turn: Any) -> bool:
+    if isinstance(turn, str):
+        return bool(turn.strip())
+    return bool((turn.get("text") or "").strip()) or turn.get("image") is not None
 
 
 def encode_dialogues(

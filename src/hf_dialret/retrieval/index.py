@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -49,7 +50,7 @@ from .encoding import (
     probe_embedding,
 )
 from .ranking import SearchModality, search_pools, select_pools, train_index
-from .storage import atomic_write_dir, read_index_files, write_index_files
+from .storage import CONFIG_NAME, atomic_write_dir, read_index_files, reading, write_index_files
 
 #: Vectors are normalised and handed to FAISS in chunks of this many rows, so adding never doubles the memory.
 _ADD_CHUNK = 65536
@@ -307,7 +308,11 @@ class ResponseIndex:
         """FAISS search-time knobs for approximate indexes, e.g. ``"nprobe=32"`` (IVF) or ``"efSearch=128"`` (HNSW)."""
         space = faiss.ParameterSpace()
         for index in self._indexes.values():
-            space.set_index_parameters(index, parameters)
+            try:
+                space.set_index_parameters(index, parameters)
+            except RuntimeError as error:  # FAISS's own message, e.g. "could not set parameter nprobe"
+                raise ValueError(f"search parameters {parameters!r} do not apply to this {self.factory!r} index "
+                                 f"({str(error).strip().splitlines()[-1]})") from error
         self.search_parameters = parameters
 
     # ------------------------------------------------------------------------------------------------ querying
@@ -412,8 +417,9 @@ class ResponseIndex:
         before it was recorded), so queries are encoded like the candidates were.
         """
         config, candidates, sub_indexes = read_index_files(directory)
-        info = ModelIdentity(**config["model"]) if config.get("model") else None
-        index = cls(int(config["dim"]), config["factory"], model_info=info)
+        with reading(Path(directory), CONFIG_NAME):
+            info = ModelIdentity(**config["model"]) if config.get("model") else None
+            index = cls(int(config["dim"]), config["factory"], model_info=info)
         index.precision = _check_precision(precision or config.get("precision") or "auto")  # type: ignore[assignment]
         if config.get("probe_embedding") is not None:
             index._probe = np.asarray(config["probe_embedding"], dtype=np.float32)

@@ -34,7 +34,9 @@ class _Dialogue:
 def _is_single_dialogue(inputs: Any) -> bool:
     if isinstance(inputs, (str, _Dialogue)):
         return True
-    return isinstance(inputs, (list, tuple)) and bool(inputs) and all(isinstance(t, (str, dict)) for t in inputs)
+    # a list without nested lists is one dialogue (a bad turn in it is then reported as that turn, not as a dialogue)
+    return isinstance(inputs, (list, tuple)) and bool(inputs) and not any(
+        isinstance(t, (list, tuple, _Dialogue)) for t in inputs)
 
 
 class DialogueResponseRetrievalPipeline(Pipeline):
@@ -48,6 +50,7 @@ class DialogueResponseRetrievalPipeline(Pipeline):
         precision (`str`, *optional*): `"auto"`, `"fp32"` or `"bf16"` for encoding the dialogues; defaults to the
             precision the index was built with (see `ResponseIndex`).
         top_k (`int`, defaults to 10): number of responses returned per dialogue.
+        batch_size (`int`, defaults to 32): dialogues encoded at once when a list of dialogues is searched.
         modality (`str`, defaults to `"auto"`): `"auto"` (DR/SDR: predicted modality, MDR/DialCLIP: joint pool),
             `"both"`, `"text"` or `"image"`.
 
@@ -83,6 +86,8 @@ class DialogueResponseRetrievalPipeline(Pipeline):
                 raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
             index.precision = precision
         self.processor, self.index = processor, index
+        # pipeline(..., batch_size=N) sizes the index's batched encoding, not the base class's collation (see __call__)
+        self._search_batch_size, self._batch_size = self._batch_size, None
 
     def _load_own_processor(self) -> Any:
         source = getattr(self.model, "name_or_path", None) or getattr(self.model.config, "_name_or_path", None)
@@ -110,6 +115,10 @@ class DialogueResponseRetrievalPipeline(Pipeline):
         return {}, forward, {}
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        # batch_size is how many dialogues are encoded at once, by the index's own batched search; the base class's
+        # batching would collate lists of turns, which it cannot, so streamed inputs go one dialogue at a time.
+        batch_size = kwargs.pop("batch_size", None) or self._search_batch_size or 32
+        kwargs.pop("num_workers", None)
         if _is_single_dialogue(inputs):
             return super().__call__(inputs if isinstance(inputs, _Dialogue) else _Dialogue(inputs), **kwargs)
         if isinstance(inputs, (list, tuple)):
@@ -117,7 +126,7 @@ class DialogueResponseRetrievalPipeline(Pipeline):
             _, forward, _ = self._sanitize_parameters(**kwargs)
             forward = {**self._forward_params, **forward}
             hits = self.index.search([self._turns(d) for d in inputs], forward.get("top_k", 10),
-                                     modality=forward.get("modality", "auto"))
+                                     modality=forward.get("modality", "auto"), batch_size=batch_size)
             return [self.postprocess(h) for h in hits]
         return super().__call__(inputs, **kwargs)  # datasets and generators: streamed one dialogue at a time
 

@@ -13,12 +13,13 @@ leaves the previous index untouched (and at worst a ``.<name>.tmp-*`` directory,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,17 @@ def write_index_files(
         handle.write("\n")
 
 
+@contextlib.contextmanager
+def reading(directory: Path, name: str) -> Iterator[None]:
+    """Turn whatever a damaged file raises (pyarrow, FAISS, JSON, a missing file) into one clear ValueError."""
+    try:
+        yield
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{directory}: corrupted or incomplete ResponseIndex ({name}: "
+                         f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                         "rebuild it with `hf-dialret index` or ResponseIndex.build(...).save()") from error
+
+
 def read_index_files(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Candidate], dict[str, Any]]:
     """Read a saved index: its config, its candidates in id order, and its FAISS sub-indexes by modality."""
     directory = Path(directory)
@@ -135,7 +147,7 @@ def read_index_files(directory: str | os.PathLike[str]) -> tuple[dict[str, Any],
         backups = sorted(directory.parent.glob(f".{directory.name}.old-*"))
         hint = f"; a previous index was left at {backups[-1]} by an interrupted save" if backups else ""
         raise FileNotFoundError(f"{directory} is not a saved ResponseIndex (no {CONFIG_NAME}){hint}")
-    with open(config_path, encoding="utf-8") as handle:
+    with reading(directory, CONFIG_NAME), open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
     version = config.get("format_version")
     if version != FORMAT_VERSION:
@@ -143,14 +155,14 @@ def read_index_files(directory: str | os.PathLike[str]) -> tuple[dict[str, Any],
             f"{config_path}: index format version {version!r} is not supported by this hf_dialret "
             f"(expected {FORMAT_VERSION}); rebuild the index with `hf-dialret index`"
         )
-    table = pq.read_table(directory / CANDIDATES_NAME, schema=_SCHEMA)
-    columns = table.to_pydict()
+    with reading(directory, CANDIDATES_NAME):
+        columns = pq.read_table(directory / CANDIDATES_NAME, schema=_SCHEMA).to_pydict()
     candidates = [
         Candidate(modality=m, text=t, image_path=p, image_bytes=b)
         for m, t, p, b in zip(columns["modality"], columns["text"], columns["image_path"], columns["image_bytes"])
     ]
-    sub_indexes = {
-        path.name[: -len(FAISS_SUFFIX)]: faiss.read_index(str(path))
-        for path in sorted(directory.glob(f"*{FAISS_SUFFIX}"))
-    }
+    sub_indexes = {}
+    for path in sorted(directory.glob(f"*{FAISS_SUFFIX}")):
+        with reading(directory, path.name):
+            sub_indexes[path.name[: -len(FAISS_SUFFIX)]] = faiss.read_index(str(path))
     return config, candidates, sub_indexes

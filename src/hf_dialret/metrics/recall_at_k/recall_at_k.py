@@ -87,8 +87,9 @@ def metrics_from_ranks(ranks: np.ndarray, k_values: Sequence[int] = DEFAULT_K_VA
     ranks = np.asarray(ranks, dtype=np.float64)
     if ranks.size == 0:
         raise ValueError("no queries to evaluate")
-    if any(int(k) < 1 for k in k_values):
-        raise ValueError(f"k values must be >= 1, got {list(k_values)}")
+    k_values = [k_values] if isinstance(k_values, (int, np.integer)) else list(k_values)
+    if any(isinstance(k, bool) or not float(k).is_integer() or k < 1 for k in k_values):
+        raise ValueError(f"k values must be whole numbers >= 1, got {k_values}")
     results: dict[str, float | int] = {f"recall@{int(k)}": float((ranks <= int(k)).mean()) for k in k_values}
     results["sum"] = float(sum(results.values()))
     results["mrr"] = float((1.0 / ranks).mean())
@@ -138,6 +139,14 @@ class RecallAtK(evaluate.Metric):
                 datasets.Features({"predictions": scores, "references": datasets.Sequence(datasets.Value("int64"))}),
             ],
         )
+
+    def compute(self, *, predictions=None, references=None, **kwargs):
+        """``evaluate.Metric.compute``; empty predictions and references are refused with a clear message."""
+        # (evaluate appends the inputs description to this docstring.) evaluate picks a feature set from the first example, so an empty input would fail inside evaluate with an
+        # IndexError before this metric could say what is wrong
+        if predictions is not None and references is not None and len(predictions) == 0 and len(references) == 0:
+            raise ValueError("no queries to evaluate: predictions and references are empty")
+        return super().compute(predictions=predictions, references=references, **kwargs)
 
     def _compute(
         self,
