@@ -77,6 +77,22 @@ def test_placeholders_and_images_stay_consistent_across_a_batch(tiny_processor):
 def test_literal_image_token_in_text_is_not_a_placeholder(tiny_processor):
     out = tiny_processor([[{"speaker": "A", "text": "the [IMG] box"}]])
     assert (out["input_ids"] == tiny_processor.image_token_id).sum() == 0
+    # nor in a speaker name: placeholders must stay one to one with context_pixel_values
+    out = tiny_processor([[{"speaker": "[IMG]", "text": "hi [IMG]"}, {"speaker": "B", "text": "nice", "image": image(5)}]])
+    assert (out["input_ids"] == tiny_processor.image_token_id).sum() == 1 == out["context_pixel_values"].shape[0]
+
+
+def test_a_newest_turn_over_the_limit_keeps_its_speaker_and_image(tiny_processor):
+    dialogue = [{"speaker": "A", "text": "my red ball"},
+                {"speaker": "B", "text": "yes i love the blue box do you like it", "image": image(7)}]
+    out = tiny_processor(dialogue, max_context_length=9)
+    assert decode(tiny_processor, out["input_ids"][0]) == "[CLS] b : [IMG] yes i love the [SEP]"
+    assert out["context_pixel_values"].shape[0] == 1  # the image the response answers is still there
+
+
+def test_a_response_without_text_or_image_says_so(tiny_processor):
+    with pytest.raises(ValueError, match="needs a `text` or an `image`"):
+        tiny_processor([["hello"]], [{"text": None, "image": None}])
 
 
 def test_responses_of_both_modalities_in_batch_order(tiny_processor):

@@ -38,7 +38,8 @@ class DialogueRetrievalProcessor(ProcessorMixin):
     ``[CLS] speaker: [IMG] text [SEP] ... [SEP]`` (``speaker_template`` marks the speaker; each context image is one
     ``image_token`` placeholder). When too long, the *oldest* turns are dropped first (the oldest kept turn may be
     cut from its left), and images whose placeholder was cut are dropped with it, so placeholders and
-    ``context_pixel_values`` always match one to one.
+    ``context_pixel_values`` always match one to one. A newest turn that alone exceeds the limit keeps its speaker
+    mark and image and loses the end of its text instead: it is the turn the response answers.
 
     Args:
         image_processor ([`BaseImageProcessor`]): Turns PIL images into `pixel_values`.
@@ -129,20 +130,24 @@ class DialogueRetrievalProcessor(ProcessorMixin):
         budget = max_length - len(head)
         rows, images, cursor = [], [], 0
         for dialogue in parts:
-            kept: list[list[int]] = []  # newest first
+            kept: list[tuple[list[int], list[int]]] = []  # (speaker mark + placeholder, text) per turn
             kept_images: list[Image.Image] = []
             for mark, text, image in dialogue:
-                text_ids = [i for i in encoded[cursor + 1] if i != self.image_token_id]  # a literal "[IMG]" is text
-                turn_ids = encoded[cursor] + ([self.image_token_id] if image is not None else []) + text_ids + tail
-                kept.append(turn_ids)
+                # a literal "[IMG]" in a speaker name or a text is text: only real images get a placeholder
+                mark_ids = [i for i in encoded[cursor] if i != self.image_token_id]
+                text_ids = [i for i in encoded[cursor + 1] if i != self.image_token_id]
+                kept.append((mark_ids + ([self.image_token_id] if image is not None else []), text_ids))
                 kept_images.append(image)
                 cursor += 2
             ids: list[int] = []
             row_images: list[Image.Image] = []
-            for turn_ids, image in zip(reversed(kept), reversed(kept_images)):
+            for (prefix, text_ids), image in zip(reversed(kept), reversed(kept_images)):
                 room = budget - len(ids)
                 if room <= 0:
                     break
+                turn_ids = prefix + text_ids + tail
+                if not ids and len(turn_ids) > room:  # the newest turn alone is too long: cut the end of its text
+                    turn_ids = prefix + text_ids[: max(0, room - len(prefix) - len(tail))] + tail
                 piece = turn_ids[-room:]  # the oldest kept turn loses its beginning first
                 ids = piece + ids
                 if image is not None and self.image_token_id in piece:

@@ -31,6 +31,8 @@ def parse_response(response: Response) -> tuple[int, str | None, Image.Image | N
             if response.get("image") is None:
                 raise ValueError("An image response needs an `image` value.")
             return 1, None, response["image"]
+        if modality is None:
+            raise ValueError("A response needs a `text` or an `image` (both are missing or None).")
         raise ValueError(f"Response modality must be 'text' or 'image', got {modality!r}.")
     raise TypeError(f"A response must be a dict, a str or a PIL image, got {type(response).__name__}.")
 
