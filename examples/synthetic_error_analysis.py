@@ -10,7 +10,6 @@ The corpus settings of the run (seed, test size, picture-request share) are read
 import argparse
 
 from hf_dialret.commands.evaluate import training_run_settings
-from hf_dialret.data.synthetic import DEFAULT_IMAGE_FRACTION
 from hf_dialret.retrieval.loading import load_retriever
 from hf_dialret.training.synthetic_errors import REFERENCE_KINDS, synthetic_error_analysis
 
@@ -24,10 +23,10 @@ def main() -> None:
                         help="test dialogues to rank (default: the run's test size; else 2000)")
     args = parser.parse_args()
 
-    run = training_run_settings(args.model_dir)
-    args.seed = run.get("seed", 42) if args.seed is None else args.seed
-    args.num_dialogues = run.get("num_test_dialogues", 2000) if args.num_dialogues is None else args.num_dialogues
-    fraction = run.get("synthetic_image_fraction", DEFAULT_IMAGE_FRACTION)
+    run = training_run_settings(args.model_dir)  # the run's own, else hf-dialret train's defaults
+    args.seed = run["seed"] if args.seed is None else args.seed
+    args.num_dialogues = run["num_test_dialogues"] if args.num_dialogues is None else args.num_dialogues
+    fraction = run["synthetic_image_fraction"]
     model, processor = load_retriever(args.model_dir, device="cpu")
     report = synthetic_error_analysis(model, processor, seed=args.seed, num_dialogues=args.num_dialogues,
                                       image_fraction=fraction)

@@ -53,27 +53,28 @@ def parse(argv: list[str]) -> EvaluateArguments:
     parser = HfArgumentParser(EvaluateArguments, prog="hf-dialret evaluate", description=DESCRIPTION, epilog=EPILOG)
     parser.formatter_class = HelpFormatter
     (args,) = parser.parse_args_into_dataclasses(argv)
-    run_settings = training_run_settings(args.model_dir)
-    defaults = {"seed": 42, "num_test_dialogues": 2000, "synthetic_image_fraction": DEFAULT_IMAGE_FRACTION}
-    for name, default in defaults.items():
+    for name, value in training_run_settings(args.model_dir).items():
         if getattr(args, name) is None:
-            setattr(args, name, run_settings.get(name, default))
+            setattr(args, name, value)
     check_synthetic_image_fraction(parser, args.synthetic_image_fraction)
     return args
 
 
+#: The synthetic test pool's settings when a run did not record them (hf-dialret train's defaults).
+RUN_SETTING_DEFAULTS = {"seed": 42, "num_test_dialogues": 2000, "synthetic_image_fraction": DEFAULT_IMAGE_FRACTION}
+
+
 def training_run_settings(model_dir: str) -> dict[str, Any]:
-    """The corpus settings a training run recorded in ``<model_dir>/eval_results.json`` (empty when there is none)."""
-    path = os.path.join(model_dir, "eval_results.json")
+    """The synthetic corpus settings (seed, test size, picture share) a training run recorded in
+    ``<model_dir>/eval_results.json``, each falling back to ``RUN_SETTING_DEFAULTS``."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(os.path.join(model_dir, "eval_results.json"), encoding="utf-8") as handle:
             results = json.load(handle)
     except (OSError, ValueError):
-        return {}
-    if not isinstance(results, dict):
-        return {}
-    return {key: results[key] for key in ("seed", "num_test_dialogues", "synthetic_image_fraction")
-            if isinstance(results.get(key), (int, float)) and not isinstance(results.get(key), bool)}
+        results = {}
+    recorded = results if isinstance(results, dict) else {}
+    return {key: recorded[key] if isinstance(recorded.get(key), (int, float)) and not isinstance(recorded[key], bool)
+            else default for key, default in RUN_SETTING_DEFAULTS.items()}
 
 
 def run(args: EvaluateArguments) -> dict[str, Any]:

@@ -197,8 +197,7 @@ def parse(argv: list[str]) -> tuple[ModelArguments, DataArguments, DialogueRetri
         why = "DialCLIP trains a prompt adapter on a frozen CLIP: see --clip-backbone" if dialclip else "DialCLIP only"
         verb = "does" if len(ignored) == 1 else "do"
         parser.error(f"{names} {verb} not apply to --architecture {model_args.architecture} ({why})")
-    if model_args.dialclip_prompt_config is not None:
-        dialclip_prompt_overrides(parser, model_args.dialclip_prompt_config)  # a usage error now, not after the data
+    dialclip_prompt_overrides(parser, model_args.dialclip_prompt_config)  # a usage error now, not after the data
     if uses_tiny_preset(model_args):
         defaults = {**TINY_PRESET, **(TINY_DIALCLIP_PRESET if dialclip else {})}
         if "num_train_epochs" in given:  # the user's epochs decide the length, not the preset's max_steps
@@ -239,36 +238,33 @@ def dialclip_prompt_overrides(parser, text: str | None) -> dict[str, Any]:
     return overrides
 
 
-def _resume_target(value: str | None) -> str | bool | None:
-    """``--resume_from_checkpoint true`` (or ``last``): the newest ``checkpoint-*`` in ``--output-dir``, as
-    ``Trainer.train(resume_from_checkpoint=True)`` reads it; anything else is a checkpoint directory."""
-    if value is not None and value.lower() in ("true", "last"):
-        return True
+def resume_checkpoint(value: str | None, output_dir: str) -> str | None:
+    """The checkpoint directory ``--resume_from_checkpoint`` names (``true`` / ``last``: the newest ``checkpoint-*``
+    in ``--output-dir``), or None for a fresh run; a clear error before any data is built, not the Trainer's
+    traceback after it."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value is None:
+        return None
+    if value.lower() in ("true", "last"):
+        newest = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if newest is None:
+            raise FileNotFoundError(f"--resume_from_checkpoint {value}: no checkpoint-* directory in {output_dir!r} "
+                                    "to resume from (save some with --save_strategy steps --save_steps N)")
+        return newest
+    if not os.path.isdir(value):
+        raise FileNotFoundError(f"--resume_from_checkpoint {value!r}: no such checkpoint directory (pass one of the "
+                                "checkpoint-* folders of a run, or true for the newest in --output-dir)")
     return value
 
 
-def _checkpoint_step(value: str | bool | None, output_dir: str) -> int:
+def _checkpoint_step(checkpoint: str | None) -> int:
     """The optimizer step a run resumes from (0 for a fresh run)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    checkpoint = get_last_checkpoint(output_dir) if value is True else value
     state = os.path.join(checkpoint, "trainer_state.json") if checkpoint else None
     if not state or not os.path.isfile(state):
         return 0
     with open(state, encoding="utf-8") as handle:
         return int(json.load(handle).get("global_step", 0))
-
-
-def _check_resume_target(value: str | bool | None, output_dir: str) -> None:
-    """A clear error before any data is built, instead of the Trainer's traceback after it."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if value is True and (not os.path.isdir(output_dir) or get_last_checkpoint(output_dir) is None):
-        raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* directory in {output_dir!r} to "
-                                "resume from (save some with --save_strategy steps --save_steps N)")
-    if isinstance(value, str) and not os.path.isdir(value):
-        raise FileNotFoundError(f"--resume_from_checkpoint {value!r}: no such checkpoint directory (pass one of the "
-                                "checkpoint-* folders of a run, or true for the newest in --output-dir)")
 
 
 def check_synthetic_image_fraction(parser, fraction: float) -> None:
@@ -394,7 +390,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
     from ..training.preencoded import PreEncodedCollator, PreEncodedDataset
     from ..training.trainer import DialogueRetrievalTrainer
 
-    _check_resume_target(_resume_target(training_args.resume_from_checkpoint), training_args.output_dir)
+    resume = resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if model_args.architecture == "dialclip":  # before the corpus is built, which takes a while
         check_clip_backbone(model_args.clip_backbone)
     os.makedirs(training_args.output_dir, exist_ok=True)
@@ -419,8 +415,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Dia
     if training_args.max_train_seconds:  # the budget covers pre-encoding too
         trainer.time_budget.max_seconds = max(1.0, training_args.max_train_seconds - pre_encoding)
         training_args.max_train_seconds = trainer.time_budget.max_seconds
-    resume = _resume_target(training_args.resume_from_checkpoint)
-    first_step = _checkpoint_step(resume, training_args.output_dir)
+    first_step = _checkpoint_step(resume)
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     trainer.evaluate(eval_set)

@@ -142,8 +142,8 @@ class RecallAtK(evaluate.Metric):
 
     def compute(self, *, predictions=None, references=None, **kwargs):
         """``evaluate.Metric.compute``; empty predictions and references are refused with a clear message."""
-        # (evaluate appends the inputs description to this docstring.) evaluate picks a feature set from the first example, so an empty input would fail inside evaluate with an
-        # IndexError before this metric could say what is wrong
+        # evaluate picks a feature set from the first example, so an empty input would fail inside evaluate with an
+        # IndexError before _compute could say what is wrong. (The docstring is needed: evaluate appends to it.)
         if predictions is not None and references is not None and len(predictions) == 0 and len(references) == 0:
             raise ValueError("no queries to evaluate: predictions and references are empty")
         return super().compute(predictions=predictions, references=references, **kwargs)
